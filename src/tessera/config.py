@@ -1,0 +1,92 @@
+"""Settings, read from ``TESSERA_*`` environment variables and an optional ``tessera.toml``.
+
+Precedence: explicit arguments, then the environment, then ``tessera.toml`` in the
+working directory (or the file named by ``TESSERA_CONFIG``), then defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TESSERA_", extra="ignore", frozen=True)
+
+    home: Path = Field(default=Path(".tessera"), description="data directory")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in home")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8400, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    issuer: str | None = Field(default=None, description="issuer identifier; default http://HOST:PORT")
+    master_key: SecretStr | None = Field(default=None, description="base64url 32-byte key-encryption key")
+    admin_token: SecretStr | None = Field(default=None, description="used by the CLI")
+
+    access_token_ttl: int = Field(default=300, ge=10, le=86400)
+    max_access_token_ttl: int = Field(default=3600, ge=10, le=86400)
+    assertion_max_lifetime: int = Field(default=300, ge=10, le=3600)
+    clock_leeway: int = Field(default=30, ge=0, le=300)
+    dpop_proof_max_age: int = Field(default=60, ge=5, le=600)
+    dpop_nonce_required: bool = False
+    dpop_nonce_lifetime: int = Field(default=300, ge=10, le=3600)
+    allow_client_secret: bool = False
+
+    signing_key_rotation_interval: int = Field(default=30 * 86400, ge=60)
+    signing_key_publish_delay: int = Field(default=60, ge=0, le=86400)
+    maintenance_interval: float = Field(default=30.0, gt=0)
+    change_poll_interval: float = Field(default=0.2, gt=0, le=10)
+
+    max_request_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_token_bytes: int = Field(default=8 * 1024, ge=512)
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer_is_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError(f"issuer must be an http(s) url, got '{value}'")
+        return value.rstrip("/") if value else value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = Path(os.environ.get("TESSERA_CONFIG", "tessera.toml"))
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+
+    @property
+    def issuer_url(self) -> str:
+        return self.issuer or f"http://{self.host}:{self.port}"
+
+    @property
+    def token_endpoint(self) -> str:
+        return f"{self.issuer_url}/oauth2/token"
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.home / 'tessera.db').resolve()}"
+
+    @property
+    def admin_token_path(self) -> Path:
+        return self.home / "admin-token"
+
+    @property
+    def master_key_path(self) -> Path:
+        return self.home / "master.key"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    return Settings(**overrides)

@@ -1,0 +1,1 @@
+"""The change feed that keeps every worker's caches current, and outgoing notifications."""

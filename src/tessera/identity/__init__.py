@@ -1,0 +1,1 @@
+"""Agent identities: registration, attributes, lifecycle and public-key credentials."""

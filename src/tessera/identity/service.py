@@ -1,0 +1,211 @@
+"""Agent registry operations: register, change lifecycle, manage keys.
+
+Each operation commits the agent change, the tokens it revokes and the change-feed
+entry in one transaction, then updates this worker's in-memory state; other
+workers follow through the feed.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from argon2 import PasswordHasher
+from sqlalchemy import Connection, Engine
+
+from tessera.clock import Clock
+from tessera.errors import Conflict, NotFound, ValidationFailed
+from tessera.events.change_feed import publish
+from tessera.ids import IdGenerator
+from tessera.identity.agents import (
+    REVOKING_TRANSITIONS,
+    Agent,
+    AgentKey,
+    LifecycleState,
+    Transition,
+    next_state,
+    validate_attributes,
+    validate_labels,
+    validate_name,
+    validate_owner,
+    validate_resource_uri,
+    validate_scopes,
+    validate_segment,
+)
+from tessera.identity.keys import normalise_public_jwk
+from tessera.identity.repository import AgentRepository
+from tessera.storage.database import reading, writing
+from tessera.tokens.revocation import AGENT_CHANGED, RevocationState, agent_change_payload, revoke_tokens
+
+MAX_KEYS = 10
+
+
+@dataclass(frozen=True, slots=True)
+class NewAgent:
+    name: str
+    owner: str
+    description: str = ""
+    attributes: dict[str, str] = field(default_factory=dict)
+    segment: str | None = None
+    labels: tuple[str, ...] = ()
+    scopes: tuple[str, ...] = ()
+    resource_uris: tuple[str, ...] = ()
+    max_ttl: int | None = None
+    require_dpop: bool = False
+    expires_at: float | None = None
+    jwks: tuple[dict[str, Any], ...] = ()
+    key_expires_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TransitionResult:
+    agent: Agent
+    revoked_tokens: int
+
+
+class AgentService:
+    def __init__(
+        self,
+        engine: Engine,
+        repository: AgentRepository,
+        clock: Clock,
+        ids: IdGenerator,
+        revocation: RevocationState,
+        *,
+        default_max_ttl: int,
+        ttl_cap: int,
+        allow_client_secret: bool,
+    ) -> None:
+        self._engine = engine
+        self._repo = repository
+        self._clock = clock
+        self._ids = ids
+        self._revocation = revocation
+        self._default_max_ttl = default_max_ttl
+        self._ttl_cap = ttl_cap
+        self._allow_client_secret = allow_client_secret
+        self._hasher = PasswordHasher()
+
+    # --- reads ---------------------------------------------------------------------------
+
+    def get(self, agent_id: str) -> Agent:
+        with reading(self._engine) as conn:
+            agent = self._repo.get(conn, agent_id)
+        if agent is None:
+            raise NotFound(f"no agent '{agent_id[:80]}'")
+        return agent
+
+    def find(self, agent_id: str) -> Agent | None:
+        with reading(self._engine) as conn:
+            return self._repo.get(conn, agent_id)
+
+    def list(self, *, owner: str | None = None, state: LifecycleState | None = None) -> list[Agent]:
+        with reading(self._engine) as conn:
+            return self._repo.list(conn, owner=owner, state=state)
+
+    # --- writes --------------------------------------------------------------------------
+
+    def create(self, spec: NewAgent) -> Agent:
+        now = self._clock.now()
+        max_ttl = spec.max_ttl if spec.max_ttl is not None else self._default_max_ttl
+        if not 10 <= max_ttl <= self._ttl_cap:
+            raise ValidationFailed(f"max_ttl {max_ttl} must be between 10 and {self._ttl_cap} seconds")
+        if spec.expires_at is not None and spec.expires_at <= now:
+            raise ValidationFailed("expires_at is in the past")
+        if len(spec.jwks) > MAX_KEYS:
+            raise ValidationFailed(f"at most {MAX_KEYS} keys per agent")
+        keys = tuple(self._new_key(jwk, now, spec.key_expires_at) for jwk in spec.jwks)
+        if len({k.kid for k in keys}) != len(keys):
+            raise ValidationFailed("two keys share one kid")
+        agent = Agent(
+            id=self._ids.new("agt"),
+            name=validate_name(spec.name),
+            owner=validate_owner(spec.owner),
+            description=spec.description[:2000],
+            attributes=validate_attributes(spec.attributes),
+            segment=validate_segment(spec.segment),
+            labels=validate_labels(spec.labels),
+            scopes=validate_scopes(spec.scopes),
+            resource_uris=tuple(validate_resource_uri(u) for u in spec.resource_uris),
+            max_ttl=max_ttl,
+            require_dpop=spec.require_dpop,
+            state=LifecycleState.ACTIVE,
+            created_at=now,
+            updated_at=now,
+            expires_at=spec.expires_at,
+            keys=keys,
+        )
+        with writing(self._engine) as conn:
+            self._repo.add(conn, agent)
+            publish(conn, AGENT_CHANGED, agent.id, agent_change_payload(agent), now)
+        self._revocation.set_agent(agent.id, agent.state, agent.expires_at)
+        return agent
+
+    def transition(self, agent_id: str, transition: Transition, reason: str | None = None) -> TransitionResult:
+        now = self._clock.now()
+        with writing(self._engine) as conn:
+            agent = self._require(conn, agent_id)
+            state = next_state(agent.state, transition, agent_id)
+            self._repo.set_state(conn, agent_id, state, reason, now)
+            updated = replace(agent, state=state, state_reason=reason, updated_at=now)
+            revoked: dict[str, float] = {}
+            if transition in REVOKING_TRANSITIONS:
+                revoked = revoke_tokens(conn, now=now, reason=f"agent {transition.value}", agent_id=agent_id)
+            publish(conn, AGENT_CHANGED, agent_id, agent_change_payload(updated), now)
+        self._revocation.set_agent(agent_id, state, updated.expires_at)
+        self._revocation.mark_revoked(revoked)
+        return TransitionResult(updated, len(revoked))
+
+    def add_key(self, agent_id: str, jwk: dict[str, Any], expires_at: float | None = None) -> AgentKey:
+        now = self._clock.now()
+        key = self._new_key(jwk, now, expires_at)
+        with writing(self._engine) as conn:
+            agent = self._require(conn, agent_id)
+            self._require_not_decommissioned(agent)
+            if len(agent.usable_keys(now)) >= MAX_KEYS:
+                raise Conflict(f"agent '{agent_id}' already has {MAX_KEYS} keys; remove one first")
+            self._repo.add_key(conn, agent_id, key)
+            publish(conn, AGENT_CHANGED, agent_id, {"key_added": key.kid}, now)
+        return key
+
+    def remove_key(self, agent_id: str, kid: str) -> None:
+        now = self._clock.now()
+        with writing(self._engine) as conn:
+            self._require(conn, agent_id)
+            if not self._repo.remove_key(conn, agent_id, kid, now):
+                raise NotFound(f"agent '{agent_id}' has no key '{kid[:80]}'")
+            publish(conn, AGENT_CHANGED, agent_id, {"key_removed": kid}, now)
+
+    def set_client_secret(self, agent_id: str) -> str:
+        """Legacy ``client_secret``: generate one, store its argon2 hash, return it once."""
+        if not self._allow_client_secret:
+            raise Conflict("client_secret authentication is disabled (TESSERA_ALLOW_CLIENT_SECRET)")
+        secret = secrets.token_urlsafe(32)
+        digest = self._hasher.hash(secret)
+        now = self._clock.now()
+        with writing(self._engine) as conn:
+            agent = self._require(conn, agent_id)
+            self._require_not_decommissioned(agent)
+            self._repo.set_secret_hash(conn, agent_id, digest, now)
+            publish(conn, AGENT_CHANGED, agent_id, {"secret": "set"}, now)
+        return secret
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def _new_key(self, jwk: dict[str, Any], now: float, expires_at: float | None) -> AgentKey:
+        kid, alg, public = normalise_public_jwk(jwk)
+        if expires_at is not None and expires_at <= now:
+            raise ValidationFailed("key expires_at is in the past")
+        return AgentKey(kid=kid, alg=alg, jwk=public, created_at=now, expires_at=expires_at)
+
+    def _require(self, conn: Connection, agent_id: str) -> Agent:
+        agent = self._repo.get(conn, agent_id)
+        if agent is None:
+            raise NotFound(f"no agent '{agent_id[:80]}'")
+        return agent
+
+    @staticmethod
+    def _require_not_decommissioned(agent: Agent) -> None:
+        if agent.state is LifecycleState.DECOMMISSIONED:
+            raise Conflict(f"agent '{agent.id}' is decommissioned")

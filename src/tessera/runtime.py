@@ -1,0 +1,190 @@
+"""Wiring: builds the core services from settings, with no web framework involved.
+
+``Runtime.start()`` migrates the schema, loads keys and in-memory state, creates
+the bootstrap admin credential and starts the change-feed follower and the
+maintenance loop (key rotation, pruning). ``server/`` and tests use it alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine, delete
+
+from tessera.clock import Clock, SystemClock
+from tessera.config import Settings
+from tessera.events.change_feed import ChangeFollower, latest_seq
+from tessera.ids import IdGenerator, RandomIds
+from tessera.identity.admin_credentials import ADMIN_CHANGED, AdminCredentials
+from tessera.identity.agents import Agent
+from tessera.identity.service import AgentService
+from tessera.storage.agents import SqlAgentRepository
+from tessera.storage.database import create_database_engine, migrate, reading, writing
+from tessera.storage.single_use import SqlSingleUseStore
+from tessera.storage.tables import changes
+from tessera.tokens.client_auth import ClientAuthenticator
+from tessera.tokens.dpop import NonceIssuer
+from tessera.tokens.endpoint import TokenEndpoint
+from tessera.tokens.grants.client_credentials import ClientCredentialsGrant
+from tessera.tokens.introspection import Introspector, Revoker, TokenValidator
+from tessera.tokens.issuer import TokenIssuer
+from tessera.tokens.revocation import AGENT_CHANGED, TOKENS_REVOKED, RevocationState
+from tessera.tokens.sealing import Sealer, load_or_create_master_key
+from tessera.tokens.signing_keys import KEYS_CHANGED, KeyRing, SigningKeyManager
+
+log = logging.getLogger(__name__)
+CHANGE_RETENTION_SECONDS = 7 * 86400
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    clock: Clock = field(default_factory=SystemClock)
+    ids: IdGenerator = field(default_factory=RandomIds)
+    engine: Engine = field(init=False)
+
+    def __post_init__(self) -> None:
+        settings = self.settings
+        self.issuer = settings.issuer_url
+        self.engine = create_database_engine(settings.sqlalchemy_url)
+        master_key = load_or_create_master_key(
+            settings.master_key.get_secret_value() if settings.master_key else None, settings.master_key_path
+        )
+        self.sealer = Sealer(master_key)
+        grace = settings.max_access_token_ttl + settings.clock_leeway
+        self.keys = SigningKeyManager(
+            self.engine,
+            self.sealer,
+            self.clock,
+            rotation_interval=settings.signing_key_rotation_interval,
+            publish_delay=settings.signing_key_publish_delay,
+            verify_grace=grace,
+        )
+        self._keyring = KeyRing([], grace)
+        self.revocation = RevocationState()
+        self.admin = AdminCredentials(self.engine, self.clock)
+        self.agent_repository = SqlAgentRepository()
+        self.agents = AgentService(
+            self.engine,
+            self.agent_repository,
+            self.clock,
+            self.ids,
+            self.revocation,
+            default_max_ttl=settings.access_token_ttl,
+            ttl_cap=settings.max_access_token_ttl,
+            allow_client_secret=settings.allow_client_secret,
+        )
+        self.authenticator = ClientAuthenticator(
+            issuer=self.issuer,
+            lookup=self.agents.find,
+            leeway=settings.clock_leeway,
+            max_assertion_lifetime=settings.assertion_max_lifetime,
+            allow_client_secret=settings.allow_client_secret,
+        )
+        self.issuer_service = TokenIssuer(self.engine, self.clock, self.ids, issuer=self.issuer, keyring=self.keyring)
+        nonces = (
+            NonceIssuer(self.sealer.derive("tessera/dpop-nonce/v1"), settings.dpop_nonce_lifetime)
+            if settings.dpop_nonce_required
+            else None
+        )
+        self.token_endpoint = TokenEndpoint(
+            clock=self.clock,
+            authenticator=self.authenticator,
+            grants=[
+                ClientCredentialsGrant(
+                    self.issuer_service,
+                    self.clock,
+                    audience_default=self.issuer,
+                    default_ttl=settings.access_token_ttl,
+                    max_ttl=settings.max_access_token_ttl,
+                )
+            ],
+            token_endpoint_url=settings.token_endpoint,
+            dpop_max_age=settings.dpop_proof_max_age,
+            leeway=settings.clock_leeway,
+            nonces=nonces,
+        )
+        self.validator = TokenValidator(
+            issuer=self.issuer,
+            clock=self.clock,
+            keyring=self.keyring,
+            revocation=self.revocation,
+            leeway=settings.clock_leeway,
+            max_bytes=settings.max_token_bytes,
+            max_lifetime=settings.max_access_token_ttl,
+        )
+        self.introspector = Introspector(self.validator)
+        self.revoker = Revoker(self.engine, self.clock, self.validator, self.revocation)
+        self.follower: ChangeFollower | None = None
+        self._stop = threading.Event()
+        self._maintenance: threading.Thread | None = None
+
+    def keyring(self) -> KeyRing:
+        return self._keyring
+
+    def reload_keys(self) -> None:
+        self._keyring = self.keys.load()
+
+    def lookup_agent(self, agent_id: str) -> Agent | None:
+        return self.agents.find(agent_id)
+
+    def start(self, *, background: bool = True) -> str | None:
+        """Prepare storage and state; returns the admin token if this start created it."""
+        migrate(self.engine)
+        position = latest_seq(self.engine)
+        self.keys.ensure_signing_key()
+        self.reload_keys()
+        self.revocation.load(self.engine, self.clock.now())
+        settings = self.settings
+        created = self.admin.bootstrap(
+            settings.admin_token_path, settings.admin_token.get_secret_value() if settings.admin_token else None
+        )
+        self.follower = ChangeFollower(
+            self.engine, self.clock, start_after=position, poll_interval=settings.change_poll_interval
+        )
+        self.follower.on(KEYS_CHANGED, lambda _change: self.reload_keys())
+        self.follower.on(TOKENS_REVOKED, self.revocation.on_tokens_revoked)
+        self.follower.on(AGENT_CHANGED, self.revocation.on_agent_changed)
+        self.follower.on(ADMIN_CHANGED, lambda _change: self.admin.load())
+        if background:
+            self.follower.start()
+            self._maintenance = threading.Thread(target=self._maintain_loop, name="tessera-maintenance", daemon=True)
+            self._maintenance.start()
+        return created
+
+    def maintain(self) -> None:
+        """Scheduled work: key rotation, and pruning expired single-use values and old changes."""
+        now = self.clock.now()
+        if self.keys.rotate_if_due():
+            self.reload_keys()
+        self.revocation.prune(now, self.settings.clock_leeway)
+        with writing(self.engine) as conn:
+            SqlSingleUseStore().prune(conn, now)
+            conn.execute(delete(changes).where(changes.c.created_at < now - CHANGE_RETENTION_SECONDS))
+
+    def _maintain_loop(self) -> None:
+        while not self._stop.wait(self.settings.maintenance_interval):
+            try:
+                self.maintain()
+            except Exception:
+                log.exception("maintenance failed; will retry")
+            # The signing key may activate by time alone; a reload keeps the ring exact.
+            try:
+                self.reload_keys()
+            except Exception:
+                log.exception("reloading signing keys failed")
+
+    def healthy(self) -> bool:
+        with reading(self.engine) as conn:
+            conn.exec_driver_sql("SELECT 1")
+        return True
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.follower is not None:
+            self.follower.stop()
+        if self._maintenance is not None:
+            self._maintenance.join(timeout=5)
+        self.engine.dispose()

@@ -1,0 +1,134 @@
+"""``AgentClient``: how an agent gets a token with ``private_key_jwt`` and, by default, DPoP.
+
+    client = AgentClient("http://127.0.0.1:8400", agent_id, private_jwk)
+    token = client.fetch_token(scope="tickets:read", task={"task_id": "T-1", "purpose": "triage"})
+    client.request("GET", "https://api.example/tickets", token)   # sends DPoP proof + token
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from tessera.sdk.proofs import client_assertion, dpop_proof, load_private_jwk
+
+
+class TokenError(Exception):
+    def __init__(self, status: int, error: str, description: str) -> None:
+        super().__init__(f"{error}: {description}")
+        self.status = status
+        self.error = error
+        self.description = description
+
+
+@dataclass(frozen=True, slots=True)
+class TokenResponse:
+    access_token: str
+    token_type: str
+    expires_in: int
+    scope: str
+    authorization_details: list[dict[str, Any]] = field(default_factory=list)
+
+
+class AgentClient:
+    def __init__(
+        self,
+        server_url: str,
+        agent_id: str,
+        private_jwk: dict[str, Any],
+        *,
+        dpop: bool = True,
+        http: httpx.Client | None = None,
+    ) -> None:
+        self.server_url = server_url.rstrip("/")
+        self.agent_id = agent_id
+        self._key, self._kid, self._alg = load_private_jwk(private_jwk)
+        self._dpop = dpop
+        self._http = http or httpx.Client(timeout=10.0)
+        self._metadata: dict[str, Any] | None = None
+        self._nonce: str | None = None
+
+    def metadata(self) -> dict[str, Any]:
+        if self._metadata is None:
+            response = self._http.get(f"{self.server_url}/.well-known/oauth-authorization-server")
+            response.raise_for_status()
+            self._metadata = response.json()
+        return self._metadata
+
+    def fetch_token(
+        self,
+        *,
+        scope: str | None = None,
+        resources: list[str] | None = None,
+        task: dict[str, Any] | None = None,
+        expires_in: int | None = None,
+    ) -> TokenResponse:
+        meta = self.metadata()
+        token_url = str(meta["token_endpoint"])
+        form: list[tuple[str, str]] = [("grant_type", "client_credentials")]
+        if scope is not None:
+            form.append(("scope", scope))
+        for resource in resources or []:
+            form.append(("resource", resource))
+        if task is not None:
+            form.append(("authorization_details", json.dumps([{"type": "agent_task", **task}])))
+        if expires_in is not None:
+            form.append(("expires_in", str(expires_in)))
+        for _attempt in range(2):
+            body = [
+                *form,
+                ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+                (
+                    "client_assertion",
+                    client_assertion(self._key, self._kid, self._alg, client_id=self.agent_id, audience=meta["issuer"]),
+                ),
+            ]
+            headers = {}
+            if self._dpop:
+                headers["DPoP"] = dpop_proof(self._key, self._alg, method="POST", url=token_url, nonce=self._nonce)
+            response = self._http.post(token_url, data=dict(_group(body)), headers=headers)
+            if "DPoP-Nonce" in response.headers:
+                self._nonce = response.headers["DPoP-Nonce"]
+            if response.status_code == 400 and response.json().get("error") == "use_dpop_nonce":
+                continue
+            break
+        payload = response.json()
+        if response.status_code != 200:
+            raise TokenError(response.status_code, payload.get("error", "?"), payload.get("error_description", ""))
+        return TokenResponse(
+            access_token=payload["access_token"],
+            token_type=payload["token_type"],
+            expires_in=int(payload["expires_in"]),
+            scope=payload.get("scope", ""),
+            authorization_details=payload.get("authorization_details", []),
+        )
+
+    def auth_headers(self, method: str, url: str, token: TokenResponse) -> dict[str, str]:
+        """Headers for calling a resource server with ``token`` (RFC 9449 §7.1 or RFC 6750 §2.1)."""
+        if token.token_type == "DPoP":
+            proof = dpop_proof(self._key, self._alg, method=method, url=url, access_token=token.access_token)
+            return {"Authorization": f"DPoP {token.access_token}", "DPoP": proof}
+        return {"Authorization": f"Bearer {token.access_token}"}
+
+    def request(self, method: str, url: str, token: TokenResponse, **kwargs: Any) -> httpx.Response:
+        headers = {**kwargs.pop("headers", {}), **self.auth_headers(method, url, token)}
+        return self._http.request(method, url, headers=headers, **kwargs)
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def _group(pairs: list[tuple[str, str]]) -> dict[str, str | list[str]]:
+    grouped: dict[str, str | list[str]] = {}
+    for name, value in pairs:
+        existing = grouped.get(name)
+        if existing is None:
+            grouped[name] = value
+        elif isinstance(existing, list):
+            existing.append(value)
+        else:
+            grouped[name] = [existing, value]
+    return grouped

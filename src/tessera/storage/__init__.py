@@ -1,0 +1,1 @@
+"""Storage: tables, repositories and migrations. SQLite by default, PostgreSQL for replicas."""

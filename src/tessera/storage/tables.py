@@ -1,0 +1,128 @@
+"""Table definitions (SQLAlchemy Core). Times are UTC epoch seconds as floats.
+
+The alembic migrations under ``migrations/versions`` create exactly these tables;
+``tests/unit/storage/test_migrations.py`` checks that the two agree.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+agents = Table(
+    "agents",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("owner", String(320), nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("attributes", JSON, nullable=False),
+    Column("segment", String(128), nullable=True),
+    Column("labels", JSON, nullable=False),
+    Column("scopes", JSON, nullable=False),
+    Column("resource_uris", JSON, nullable=False),
+    Column("max_ttl", Integer, nullable=False),
+    Column("require_dpop", Boolean, nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("state_reason", Text, nullable=True),
+    Column("secret_hash", Text, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=True),
+    Index("ix_agents_owner", "owner"),
+)
+
+agent_keys = Table(
+    "agent_keys",
+    metadata,
+    Column("agent_id", String(64), ForeignKey("agents.id"), primary_key=True),
+    Column("kid", String(128), primary_key=True),
+    Column("alg", String(16), nullable=False),
+    Column("jwk", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=True),
+    Column("removed_at", Float, nullable=True),
+)
+
+signing_keys = Table(
+    "signing_keys",
+    metadata,
+    Column("kid", String(128), primary_key=True),
+    Column("alg", String(16), nullable=False),
+    Column("public_jwk", JSON, nullable=False),
+    Column("private_jwk_sealed", LargeBinary, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("activates_at", Float, nullable=False),
+    Column("deactivated_at", Float, nullable=True),
+    Column("retired_at", Float, nullable=True),
+)
+
+issued_tokens = Table(
+    "issued_tokens",
+    metadata,
+    Column("jti", String(64), primary_key=True),
+    Column("agent_id", String(64), nullable=False),
+    Column("task_id", String(128), nullable=True),
+    Column("kid", String(128), nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("audience", JSON, nullable=False),
+    Column("cnf_jkt", String(64), nullable=True),
+    Column("issued_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("revoked_at", Float, nullable=True),
+    Column("revoked_reason", Text, nullable=True),
+    Index("ix_issued_tokens_agent", "agent_id", "expires_at"),
+    Index("ix_issued_tokens_task", "task_id", "expires_at"),
+    Index("ix_issued_tokens_expires", "expires_at"),
+)
+
+used_jtis = Table(
+    "used_jtis",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("expires_at", Float, nullable=False),
+    Index("ix_used_jtis_expires", "expires_at"),
+)
+
+changes = Table(
+    "changes",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("kind", String(64), nullable=False),
+    Column("subject", String(200), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_changes_created", "created_at"),
+)
+
+admin_credentials = Table(
+    "admin_credentials",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float, nullable=True),
+)
+
+server_state = Table(
+    "server_state",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", LargeBinary, nullable=True),
+    Column("updated_at", Float, nullable=False),
+)

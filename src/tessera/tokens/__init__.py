@@ -1,0 +1,1 @@
+"""The token service: signing keys, JWT access tokens, client authentication, DPoP, grants."""

@@ -1,0 +1,86 @@
+"""The token endpoint (RFC 6749 §3.2): authenticate the client, check DPoP, dispatch the grant.
+
+Grant handlers are registered here, in one explicit list.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from tessera.clock import Clock
+from tessera.errors import InvalidDPoPProof, InvalidRequest, ServiceUnavailable, UnsupportedGrantType, UseDPoPNonce
+from tessera.storage.single_use import single_use_key
+from tessera.tokens.client_auth import ClientAuthenticator, SingleUse
+from tessera.tokens.dpop import NonceIssuer, verify_dpop_proof
+from tessera.tokens.grants import GrantHandler, ProofOfPossession
+from tessera.tokens.issuer import IssuedToken
+from tessera.tokens.jose import JwsError
+from tessera.tokens.requests import TokenRequest
+
+
+class TokenEndpoint:
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        authenticator: ClientAuthenticator,
+        grants: list[GrantHandler],
+        token_endpoint_url: str,
+        dpop_max_age: float,
+        leeway: float,
+        nonces: NonceIssuer | None,
+    ) -> None:
+        self._clock = clock
+        self._authenticator = authenticator
+        self._grants = grants
+        self._url = token_endpoint_url
+        self._dpop_max_age = dpop_max_age
+        self._leeway = leeway
+        self._nonces = nonces
+
+    @property
+    def grant_types(self) -> list[str]:
+        return [grant.grant_type for grant in self._grants]
+
+    def fresh_nonce(self) -> str | None:
+        return self._nonces.current(self._clock.now()) if self._nonces else None
+
+    def handle(self, request: TokenRequest) -> IssuedToken:
+        if request.method != "POST":
+            raise InvalidRequest("the token endpoint accepts only POST")
+        if not request.grant_type:
+            raise InvalidRequest("missing grant_type")
+        handler = next((g for g in self._grants if g.can_handle(request)), None)
+        if handler is None:
+            raise UnsupportedGrantType(f"unsupported grant_type '{request.grant_type[:60]}'")
+        now = self._clock.now()
+        try:
+            client = self._authenticator.authenticate(request.params, request.authorization, now)
+        except SQLAlchemyError as exc:
+            raise ServiceUnavailable("agent registry is unavailable") from exc
+        pop = self._proof_of_possession(request, now)
+        return handler.handle(request, client, pop)
+
+    def _proof_of_possession(self, request: TokenRequest, now: float) -> ProofOfPossession | None:
+        """RFC 9449 §5: verify the DPoP header, if any, and require a server nonce if configured."""
+        if request.dpop_proof is None:
+            return None
+        try:
+            proof = verify_dpop_proof(
+                request.dpop_proof,
+                method=request.method,
+                url=self._url,
+                now=now,
+                max_age=self._dpop_max_age,
+                leeway=self._leeway,
+            )
+        except JwsError as exc:
+            raise InvalidDPoPProof(f"invalid dpop proof: {exc}") from exc
+        if self._nonces is not None and not self._nonces.is_valid(proof.nonce, now):
+            raise UseDPoPNonce(
+                "authorization server requires a dpop nonce", headers={"DPoP-Nonce": self._nonces.current(now)}
+            )
+        expires = proof.iat + self._dpop_max_age + 2 * self._leeway
+        return ProofOfPossession(
+            jkt=proof.jkt, single_use=SingleUse(single_use_key("dpop", proof.jkt, proof.jti), expires)
+        )

@@ -1,0 +1,28 @@
+"""Grant handlers: one module per grant type, registered in ``tessera.tokens.endpoint``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from tessera.tokens.client_auth import AuthenticatedClient, SingleUse
+from tessera.tokens.issuer import IssuedToken
+from tessera.tokens.requests import TokenRequest
+
+
+@dataclass(frozen=True, slots=True)
+class ProofOfPossession:
+    """The verified DPoP proof of a token request (RFC 9449 §5)."""
+
+    jkt: str
+    single_use: SingleUse
+
+
+class GrantHandler(Protocol):
+    grant_type: str
+
+    def can_handle(self, request: TokenRequest) -> bool: ...
+
+    def handle(
+        self, request: TokenRequest, client: AuthenticatedClient, pop: ProofOfPossession | None
+    ) -> IssuedToken: ...

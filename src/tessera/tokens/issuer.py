@@ -1,0 +1,169 @@
+"""Minting and recording access tokens: the last step every grant shares.
+
+Issuing commits, in one transaction, the single-use claims of the request (the
+client assertion's and the DPoP proof's ``jti``) and the issued-token record;
+only then is the token returned. A replayed ``jti`` therefore loses the race in
+the database, on any replica.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import logging
+
+from sqlalchemy import Engine, insert
+from sqlalchemy.exc import SQLAlchemyError
+
+from tessera.clock import Clock
+from tessera.errors import InvalidClient, InvalidDPoPProof, ServiceUnavailable
+from tessera.ids import IdGenerator
+from tessera.identity.agents import Agent
+from tessera.storage.database import writing
+from tessera.storage.single_use import AlreadyUsed, SqlSingleUseStore
+from tessera.storage.tables import issued_tokens
+from tessera.tokens.access_tokens import mint_access_token
+from tessera.tokens.client_auth import SingleUse
+from tessera.tokens.signing_keys import KeyRing
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenGrant:
+    """What a grant decided to issue."""
+
+    agent: Agent
+    scopes: tuple[str, ...]
+    audience: tuple[str, ...]
+    ttl: int
+    cnf_jkt: str | None = None
+    authorization_details: tuple[dict[str, Any], ...] = ()
+    client_single_use: SingleUse | None = None
+    dpop_single_use: SingleUse | None = None
+    extra_claims: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def task_id(self) -> str | None:
+        for detail in self.authorization_details:
+            if detail.get("type") == "agent_task":
+                return str(detail["task_id"])
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    access_token: str
+    token_type: str
+    expires_in: int
+    scope: str
+    jti: str
+    authorization_details: tuple[dict[str, Any], ...] = ()
+
+    def response(self) -> dict[str, Any]:
+        """RFC 6749 §5.1, RFC 9449 §5 (``token_type``), RFC 9396 §7."""
+        body: dict[str, Any] = {
+            "access_token": self.access_token,
+            "token_type": self.token_type,
+            "expires_in": self.expires_in,
+            "scope": self.scope,
+        }
+        if self.authorization_details:
+            body["authorization_details"] = list(self.authorization_details)
+        return body
+
+
+class TokenIssuer:
+    def __init__(
+        self,
+        engine: Engine,
+        clock: Clock,
+        ids: IdGenerator,
+        *,
+        issuer: str,
+        keyring: Callable[[], KeyRing],
+    ) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._ids = ids
+        self._issuer = issuer
+        self._keyring = keyring
+        self._single_use = SqlSingleUseStore()
+
+    def claim_single_use(self, single_use: SingleUse) -> None:
+        """Consume a client assertion used outside the token endpoint (introspection, revocation)."""
+        try:
+            with writing(self._engine) as conn:
+                self._single_use.claim(conn, single_use.key, single_use.expires_at)
+        except AlreadyUsed as exc:
+            raise InvalidClient("client assertion jti has already been used") from exc
+        except SQLAlchemyError as exc:
+            raise ServiceUnavailable("token store is unavailable") from exc
+
+    def issue(self, grant: TokenGrant) -> IssuedToken:
+        now = self._clock.now()
+        key = self._keyring().signing_key(now)
+        if key is None:
+            raise ServiceUnavailable("no signing key is active; the server is starting or rotating keys")
+        iat = int(now)
+        exp = iat + grant.ttl
+        jti = self._ids.new("at")
+        scope = " ".join(grant.scopes)
+        claims: dict[str, Any] = {
+            "iss": self._issuer,
+            "sub": grant.agent.id,
+            "aud": grant.audience[0] if len(grant.audience) == 1 else list(grant.audience),
+            "client_id": grant.agent.id,
+            "iat": iat,
+            "exp": exp,
+            "jti": jti,
+            "scope": scope,
+        }
+        if grant.cnf_jkt:
+            claims["cnf"] = {"jkt": grant.cnf_jkt}
+        if grant.authorization_details:
+            claims["authorization_details"] = list(grant.authorization_details)
+        claims.update(grant.extra_claims)
+        token = mint_access_token(key.private_key, key.kid, key.alg, claims)
+        try:
+            with writing(self._engine) as conn:
+                if grant.client_single_use is not None:
+                    try:
+                        self._single_use.claim(
+                            conn, grant.client_single_use.key, grant.client_single_use.expires_at
+                        )
+                    except AlreadyUsed as exc:
+                        raise InvalidClient("client assertion jti has already been used") from exc
+                if grant.dpop_single_use is not None:
+                    try:
+                        self._single_use.claim(conn, grant.dpop_single_use.key, grant.dpop_single_use.expires_at)
+                    except AlreadyUsed as exc:
+                        raise InvalidDPoPProof("dpop proof jti has already been used") from exc
+                conn.execute(
+                    insert(issued_tokens).values(
+                        jti=jti,
+                        agent_id=grant.agent.id,
+                        task_id=grant.task_id,
+                        kid=key.kid,
+                        scope=scope,
+                        audience=list(grant.audience),
+                        cnf_jkt=grant.cnf_jkt,
+                        issued_at=now,
+                        expires_at=float(exp),
+                    )
+                )
+        except (InvalidClient, InvalidDPoPProof):
+            raise
+        except SQLAlchemyError as exc:
+            log.exception("token store write failed")
+            raise ServiceUnavailable("token store is unavailable; no token was issued") from exc
+        return IssuedToken(
+            access_token=token,
+            token_type="DPoP" if grant.cnf_jkt else "Bearer",
+            expires_in=grant.ttl,
+            scope=scope,
+            jti=jti,
+            authorization_details=grant.authorization_details,
+        )

@@ -1,0 +1,137 @@
+"""What makes a signature-valid token inactive, held in memory on every worker.
+
+- a revoked ``jti`` (RFC 7009), kept until the token would have expired anyway;
+- an agent that is no longer usable (suspended, quarantined, decommissioned, expired);
+- a retired signing key (handled by the key ring, which no longer finds the kid).
+
+The state is loaded at start and kept current by the change feed; writes go to
+the database first, then to the local copy, so this worker sees them at once and
+others within one feed poll (or at once, on PostgreSQL's NOTIFY).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, Engine, select, update
+
+from tessera.events.change_feed import Change, publish
+from tessera.identity.agents import Agent, LifecycleState
+from tessera.storage.database import reading
+from tessera.storage.tables import agents, issued_tokens
+
+TOKENS_REVOKED = "tokens.revoked"
+AGENT_CHANGED = "agent"
+
+
+@dataclass(frozen=True, slots=True)
+class AgentStatus:
+    state: LifecycleState
+    expires_at: float | None
+
+    def usable_at(self, now: float) -> bool:
+        return self.state is LifecycleState.ACTIVE and (self.expires_at is None or now < self.expires_at)
+
+
+class RevocationState:
+    def __init__(self) -> None:
+        self._revoked: dict[str, float] = {}
+        self._agents: dict[str, AgentStatus] = {}
+        self._lock = threading.Lock()
+
+    def load(self, engine: Engine, now: float) -> None:
+        with reading(engine) as conn:
+            revoked = conn.execute(
+                select(issued_tokens.c.jti, issued_tokens.c.expires_at).where(
+                    issued_tokens.c.revoked_at.is_not(None), issued_tokens.c.expires_at >= now - 3600
+                )
+            ).all()
+            statuses = conn.execute(select(agents.c.id, agents.c.state, agents.c.expires_at)).all()
+        with self._lock:
+            self._revoked = {row.jti: row.expires_at for row in revoked}
+            self._agents = {
+                row.id: AgentStatus(LifecycleState(row.state), row.expires_at) for row in statuses
+            }
+
+    def is_jti_revoked(self, jti: str) -> bool:
+        return jti in self._revoked
+
+    def agent_usable(self, agent_id: str, now: float) -> bool:
+        status = self._agents.get(agent_id)
+        return status is not None and status.usable_at(now)
+
+    def mark_revoked(self, jtis: dict[str, float]) -> None:
+        with self._lock:
+            self._revoked.update(jtis)
+
+    def set_agent(self, agent_id: str, state: LifecycleState, expires_at: float | None) -> None:
+        with self._lock:
+            self._agents[agent_id] = AgentStatus(state, expires_at)
+
+    def prune(self, now: float, leeway: float) -> None:
+        with self._lock:
+            self._revoked = {jti: exp for jti, exp in self._revoked.items() if exp + leeway >= now}
+
+    # --- change feed handlers ------------------------------------------------------------
+
+    def on_tokens_revoked(self, change: Change) -> None:
+        self.mark_revoked({str(k): float(v) for k, v in change.payload.get("tokens", {}).items()})
+
+    def on_agent_changed(self, change: Change) -> None:
+        payload = change.payload
+        if "state" in payload:
+            expires = payload.get("expires_at")
+            self.set_agent(change.subject, LifecycleState(payload["state"]), float(expires) if expires else None)
+
+    @property
+    def revoked_count(self) -> int:
+        return len(self._revoked)
+
+
+def agent_change_payload(agent: Agent) -> dict[str, object]:
+    return {"state": agent.state.value, "expires_at": agent.expires_at}
+
+
+def revoke_tokens(
+    conn: Connection,
+    *,
+    now: float,
+    reason: str,
+    jti: str | None = None,
+    agent_id: str | None = None,
+    task_id: str | None = None,
+) -> dict[str, float]:
+    """Mark live tokens revoked in the caller's transaction and publish them on the feed.
+
+    Exactly one of ``jti``, ``agent_id`` or ``task_id`` selects the tokens.
+    Returns ``{jti: expires_at}`` of the tokens newly revoked.
+    """
+    selectors = [s for s in (jti, agent_id, task_id) if s is not None]
+    if len(selectors) != 1:
+        raise ValueError("revoke_tokens needs exactly one of jti, agent_id, task_id")
+    condition = (
+        issued_tokens.c.jti == jti
+        if jti is not None
+        else issued_tokens.c.agent_id == agent_id
+        if agent_id is not None
+        else issued_tokens.c.task_id == task_id
+    )
+    live = conn.execute(
+        select(issued_tokens.c.jti, issued_tokens.c.expires_at).where(
+            condition, issued_tokens.c.revoked_at.is_(None), issued_tokens.c.expires_at >= now - 60
+        )
+    ).all()
+    revoked = {row.jti: row.expires_at for row in live}
+    if not revoked:
+        return {}
+    jtis = list(revoked)
+    for start in range(0, len(jtis), 500):
+        conn.execute(
+            update(issued_tokens)
+            .where(issued_tokens.c.jti.in_(jtis[start : start + 500]), issued_tokens.c.revoked_at.is_(None))
+            .values(revoked_at=now, revoked_reason=reason[:500])
+        )
+    subject = jti or agent_id or task_id or ""
+    publish(conn, TOKENS_REVOKED, subject, {"tokens": revoked, "reason": reason[:200]}, now)
+    return revoked
