@@ -16,10 +16,10 @@ from sqlalchemy import Engine, delete
 from tessera.clock import Clock, SystemClock
 from tessera.config import Settings
 from tessera.events.change_feed import ChangeFollower, latest_seq
-from tessera.ids import IdGenerator, RandomIds
 from tessera.identity.admin_credentials import ADMIN_CHANGED, AdminCredentials
 from tessera.identity.agents import Agent
 from tessera.identity.service import AgentService
+from tessera.ids import IdGenerator, RandomIds
 from tessera.storage.agents import SqlAgentRepository
 from tessera.storage.database import create_database_engine, migrate, reading, writing
 from tessera.storage.single_use import SqlSingleUseStore
@@ -83,7 +83,9 @@ class Runtime:
             max_assertion_lifetime=settings.assertion_max_lifetime,
             allow_client_secret=settings.allow_client_secret,
         )
-        self.issuer_service = TokenIssuer(self.engine, self.clock, self.ids, issuer=self.issuer, keyring=self.keyring)
+        self.issuer_service = TokenIssuer(
+            self.engine, self.clock, self.ids, issuer=self.issuer, keyring=self.keyring
+        )
         nonces = (
             NonceIssuer(self.sealer.derive("tessera/dpop-nonce/v1"), settings.dpop_nonce_lifetime)
             if settings.dpop_nonce_required
@@ -139,7 +141,8 @@ class Runtime:
         self.revocation.load(self.engine, self.clock.now())
         settings = self.settings
         created = self.admin.bootstrap(
-            settings.admin_token_path, settings.admin_token.get_secret_value() if settings.admin_token else None
+            settings.admin_token_path,
+            settings.admin_token.get_secret_value() if settings.admin_token else None,
         )
         self.follower = ChangeFollower(
             self.engine, self.clock, start_after=position, poll_interval=settings.change_poll_interval
@@ -150,7 +153,9 @@ class Runtime:
         self.follower.on(ADMIN_CHANGED, lambda _change: self.admin.load())
         if background:
             self.follower.start()
-            self._maintenance = threading.Thread(target=self._maintain_loop, name="tessera-maintenance", daemon=True)
+            self._maintenance = threading.Thread(
+                target=self._maintain_loop, name="tessera-maintenance", daemon=True
+            )
             self._maintenance.start()
         return created
 

@@ -147,7 +147,9 @@ def validate_attributes(attributes: dict[str, str]) -> dict[str, str]:
         if not ATTRIBUTE_KEY.match(key):
             raise ValidationFailed(f"invalid attribute name '{key[:60]}'")
         if not isinstance(value, str) or len(value) > MAX_ATTRIBUTE_VALUE:
-            raise ValidationFailed(f"attribute '{key}' must be a string of at most {MAX_ATTRIBUTE_VALUE} chars")
+            raise ValidationFailed(
+                f"attribute '{key}' must be a string of at most {MAX_ATTRIBUTE_VALUE} chars"
+            )
     return dict(attributes)
 
 

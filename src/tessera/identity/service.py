@@ -17,7 +17,6 @@ from sqlalchemy import Connection, Engine
 from tessera.clock import Clock
 from tessera.errors import Conflict, NotFound, ValidationFailed
 from tessera.events.change_feed import publish
-from tessera.ids import IdGenerator
 from tessera.identity.agents import (
     REVOKING_TRANSITIONS,
     Agent,
@@ -35,6 +34,7 @@ from tessera.identity.agents import (
 )
 from tessera.identity.keys import normalise_public_jwk
 from tessera.identity.repository import AgentRepository
+from tessera.ids import IdGenerator
 from tessera.storage.database import reading, writing
 from tessera.tokens.revocation import AGENT_CHANGED, RevocationState, agent_change_payload, revoke_tokens
 
@@ -142,7 +142,9 @@ class AgentService:
         self._revocation.set_agent(agent.id, agent.state, agent.expires_at)
         return agent
 
-    def transition(self, agent_id: str, transition: Transition, reason: str | None = None) -> TransitionResult:
+    def transition(
+        self, agent_id: str, transition: Transition, reason: str | None = None
+    ) -> TransitionResult:
         now = self._clock.now()
         with writing(self._engine) as conn:
             agent = self._require(conn, agent_id)

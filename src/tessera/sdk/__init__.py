@@ -3,4 +3,11 @@
 from tessera.sdk.agent import AgentClient, TokenResponse
 from tessera.sdk.verifier import JwksCache, TokenVerifier, VerificationError, VerifiedRequest
 
-__all__ = ["AgentClient", "JwksCache", "TokenResponse", "TokenVerifier", "VerificationError", "VerifiedRequest"]
+__all__ = [
+    "AgentClient",
+    "JwksCache",
+    "TokenResponse",
+    "TokenVerifier",
+    "VerificationError",
+    "VerifiedRequest",
+]

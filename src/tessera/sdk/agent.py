@@ -1,8 +1,8 @@
 """``AgentClient``: how an agent gets a token with ``private_key_jwt`` and, by default, DPoP.
 
-    client = AgentClient("http://127.0.0.1:8400", agent_id, private_jwk)
-    token = client.fetch_token(scope="tickets:read", task={"task_id": "T-1", "purpose": "triage"})
-    client.request("GET", "https://api.example/tickets", token)   # sends DPoP proof + token
+client = AgentClient("http://127.0.0.1:8400", agent_id, private_jwk)
+token = client.fetch_token(scope="tickets:read", task={"task_id": "T-1", "purpose": "triage"})
+client.request("GET", "https://api.example/tickets", token)   # sends DPoP proof + token
 """
 
 from __future__ import annotations
@@ -83,12 +83,16 @@ class AgentClient:
                 ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
                 (
                     "client_assertion",
-                    client_assertion(self._key, self._kid, self._alg, client_id=self.agent_id, audience=meta["issuer"]),
+                    client_assertion(
+                        self._key, self._kid, self._alg, client_id=self.agent_id, audience=meta["issuer"]
+                    ),
                 ),
             ]
             headers = {}
             if self._dpop:
-                headers["DPoP"] = dpop_proof(self._key, self._alg, method="POST", url=token_url, nonce=self._nonce)
+                headers["DPoP"] = dpop_proof(
+                    self._key, self._alg, method="POST", url=token_url, nonce=self._nonce
+                )
             response = self._http.post(token_url, data=dict(_group(body)), headers=headers)
             if "DPoP-Nonce" in response.headers:
                 self._nonce = response.headers["DPoP-Nonce"]
@@ -97,7 +101,9 @@ class AgentClient:
             break
         payload = response.json()
         if response.status_code != 200:
-            raise TokenError(response.status_code, payload.get("error", "?"), payload.get("error_description", ""))
+            raise TokenError(
+                response.status_code, payload.get("error", "?"), payload.get("error_description", "")
+            )
         return TokenResponse(
             access_token=payload["access_token"],
             token_type=payload["token_type"],

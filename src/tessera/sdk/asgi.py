@@ -35,7 +35,7 @@ class TesseraAuthMiddleware:
         self.exempt_paths = frozenset(exempt_paths)
 
     def _url(self, scope: Scope, headers: dict[str, str]) -> str:
-        path = scope.get("path", "/")
+        path = str(scope.get("path", "/"))
         if self.public_url:
             return self.public_url + path
         server = scope.get("server") or ("localhost", 80)
@@ -60,16 +60,22 @@ class TesseraAuthMiddleware:
         authorization = headers.get("authorization")
         try:
             try:
-                verified = self.verifier.verify(authorization, method=method, url=url, dpop=proofs, allow_fetch=False)
+                verified = self.verifier.verify(
+                    authorization, method=method, url=url, dpop=proofs, allow_fetch=False
+                )
             except UnknownKey:
-                verified = await anyio.to_thread.run_sync(self._verify_fetching, authorization, method, url, proofs)
+                verified = await anyio.to_thread.run_sync(
+                    self._verify_fetching, authorization, method, url, proofs
+                )
         except VerificationError as exc:
             await self._deny(send, exc)
             return
         scope.setdefault("state", {})["tessera"] = verified
         await self.app(scope, receive, send)
 
-    def _verify_fetching(self, authorization: str | None, method: str, url: str, proofs: list[str]) -> VerifiedRequest:
+    def _verify_fetching(
+        self, authorization: str | None, method: str, url: str, proofs: list[str]
+    ) -> VerifiedRequest:
         return self.verifier.verify(authorization, method=method, url=url, dpop=proofs, allow_fetch=True)
 
     @staticmethod

@@ -54,7 +54,14 @@ def public_jwk(private: dict[str, Any]) -> dict[str, Any]:
 
 
 def client_assertion(
-    key: PrivateKey, kid: str, alg: str, *, client_id: str, audience: str, lifetime: int = 60, now: float | None = None
+    key: PrivateKey,
+    kid: str,
+    alg: str,
+    *,
+    client_id: str,
+    audience: str,
+    lifetime: int = 60,
+    now: float | None = None,
 ) -> str:
     issued = int(now if now is not None else time.time())
     claims = {

@@ -21,8 +21,8 @@ from typing import Any
 
 import httpx
 
-from tessera.identity.keys import PublicKey, allowed_algorithms, import_public_key
 from tessera.errors import ValidationFailed
+from tessera.identity.keys import PublicKey, allowed_algorithms, import_public_key
 from tessera.tokens.access_tokens import AccessToken, verify_access_token
 from tessera.tokens.dpop import verify_dpop_proof
 from tessera.tokens.jose import JwsError
@@ -92,7 +92,11 @@ class JwksCache:
     def _parse(jwks: dict[str, Any]) -> dict[str, tuple[PublicKey, tuple[str, ...]]]:
         keys: dict[str, tuple[PublicKey, tuple[str, ...]]] = {}
         for jwk in jwks.get("keys", []) if isinstance(jwks, dict) else []:
-            if not isinstance(jwk, dict) or not isinstance(jwk.get("kid"), str) or jwk.get("use", "sig") != "sig":
+            if (
+                not isinstance(jwk, dict)
+                or not isinstance(jwk.get("kid"), str)
+                or jwk.get("use", "sig") != "sig"
+            ):
                 continue
             algs = allowed_algorithms(jwk)
             if jwk.get("alg") is not None:
@@ -227,7 +231,9 @@ class TokenVerifier:
                 raise VerificationError("invalid_token", "token is not dpop-bound", scheme="DPoP")
             return VerifiedRequest(verified, None)
         if scheme != "dpop":
-            raise VerificationError("invalid_token", "dpop-bound token presented as a bearer token", scheme="DPoP")
+            raise VerificationError(
+                "invalid_token", "dpop-bound token presented as a bearer token", scheme="DPoP"
+            )
         proofs = [dpop] if isinstance(dpop, str) else list(dpop or [])
         if len(proofs) != 1:
             raise VerificationError("invalid_dpop_proof", "exactly one dpop proof is required", scheme="DPoP")
@@ -245,7 +251,9 @@ class TokenVerifier:
         except JwsError as exc:
             raise VerificationError("invalid_dpop_proof", str(exc), scheme="DPoP") from exc
         if proof.jkt != verified.cnf_jkt:
-            raise VerificationError("invalid_dpop_proof", "dpop proof key does not match the token", scheme="DPoP")
+            raise VerificationError(
+                "invalid_dpop_proof", "dpop proof key does not match the token", scheme="DPoP"
+            )
         expires = proof.iat + self._dpop_max_age + 2 * self._leeway
         if not self._replays.first_use(f"{proof.jkt}|{proof.jti}", expires, now):
             raise VerificationError("invalid_dpop_proof", "dpop proof has already been used", scheme="DPoP")

@@ -82,7 +82,9 @@ def show_agent(agent_id: str, runtime: Admin) -> dict[str, Any]:
     return agent_view(runtime.agents.get(agent_id))
 
 
-def _transition(runtime: Runtime, agent_id: str, transition: Transition, body: Reason | None) -> dict[str, Any]:
+def _transition(
+    runtime: Runtime, agent_id: str, transition: Transition, body: Reason | None
+) -> dict[str, Any]:
     result = runtime.agents.transition(agent_id, transition, body.reason if body else None)
     view = agent_view(result.agent)
     view["revoked_tokens"] = result.revoked_tokens
@@ -170,5 +172,7 @@ def revoke_tokens(body: TokenRevoke, runtime: Admin) -> dict[str, Any]:
     selectors = [s for s in (body.jti, body.agent_id, body.task_id) if s]
     if len(selectors) != 1:
         raise ValidationFailed("give exactly one of jti, agent_id or task_id")
-    revoked = runtime.revoker.revoke(reason=body.reason, jti=body.jti, agent_id=body.agent_id, task_id=body.task_id)
+    revoked = runtime.revoker.revoke(
+        reason=body.reason, jti=body.jti, agent_id=body.agent_id, task_id=body.task_id
+    )
     return {"revoked": len(revoked), "jtis": sorted(revoked)}

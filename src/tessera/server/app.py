@@ -24,9 +24,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         if runtime.follower is None:
             created = runtime.start()
             if created:
-                print(  # noqa: T201 - shown once, on purpose
+                print(
                     f"tessera: created admin credential {created}\n"
-                    f"tessera: stored at {runtime.settings.admin_token_path} (mode 0600); it is not shown again",
+                    f"tessera: stored at {runtime.settings.admin_token_path} (mode 0600); "
+                    "it is not shown again",
                     flush=True,
                 )
         yield

@@ -55,5 +55,6 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse(
-            {"error": "server_error", "error_description": "internal error; see the server log"}, status_code=500
+            {"error": "server_error", "error_description": "internal error; see the server log"},
+            status_code=500,
         )

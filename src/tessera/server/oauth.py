@@ -101,7 +101,10 @@ async def token(request: Request) -> Response:
         )
         issued = await run_in_threadpool(endpoint.handle, token_request)
     except TesseraError as exc:
-        if isinstance(exc, InvalidClient) and (request.headers.get("authorization") or "")[:6].lower() == "basic ":
+        if (
+            isinstance(exc, InvalidClient)
+            and (request.headers.get("authorization") or "")[:6].lower() == "basic "
+        ):
             exc.headers.setdefault("WWW-Authenticate", 'Basic realm="tessera"')
         return error_response(exc)
     fresh = endpoint.fresh_nonce()
@@ -117,7 +120,9 @@ async def _caller(request: Request, params: dict[str, str]) -> Caller:
     if token is not None:
         if runtime.admin.verify(token):
             return Caller(admin=True)
-        raise InvalidClient("invalid bearer credential", headers={"WWW-Authenticate": 'Bearer realm="tessera"'})
+        raise InvalidClient(
+            "invalid bearer credential", headers={"WWW-Authenticate": 'Bearer realm="tessera"'}
+        )
     client = await run_in_threadpool(
         runtime.authenticator.authenticate, params, request.headers.get("authorization"), runtime.clock.now()
     )

@@ -105,5 +105,3 @@ def open_database(url: str, *, sqlite_synchronous: str = "FULL") -> Engine:
     engine = create_database_engine(url, sqlite_synchronous=sqlite_synchronous)
     migrate(engine)
     return engine
-
-

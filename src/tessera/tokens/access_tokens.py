@@ -114,7 +114,6 @@ def verify_access_token(
     details = claims.get("authorization_details", [])
     if not isinstance(details, list) or not all(isinstance(d, dict) for d in details):
         raise JwsError("claim 'authorization_details' must be an array of objects")
-    assert subject is not None and client_id is not None and jti is not None  # noqa: S101 - required above
     return AccessToken(
         jti=jti,
         issuer=issuer,

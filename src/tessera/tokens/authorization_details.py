@@ -28,7 +28,9 @@ _FIELDS = {"type", "task_id", "purpose", "resources", "actions"}
 def _string_list(detail: dict[str, Any], name: str, pattern: re.Pattern[str] | None) -> list[str]:
     value = detail.get(name, [])
     if not isinstance(value, list) or len(value) > MAX_ITEMS or not all(isinstance(v, str) for v in value):
-        raise InvalidAuthorizationDetails(f"agent_task '{name}' must be an array of at most {MAX_ITEMS} strings")
+        raise InvalidAuthorizationDetails(
+            f"agent_task '{name}' must be an array of at most {MAX_ITEMS} strings"
+        )
     for item in value:
         if not item or len(item) > 512 or (pattern is not None and not pattern.match(item)):
             raise InvalidAuthorizationDetails(f"agent_task {name[:-1]} '{item[:60]}' is not valid")

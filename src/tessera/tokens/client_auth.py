@@ -21,7 +21,14 @@ from tessera.errors import InvalidClient, InvalidRequest
 from tessera.identity.agents import Agent
 from tessera.identity.keys import import_public_key
 from tessera.storage.single_use import single_use_key
-from tessera.tokens.jose import JwsError, audiences, check_lifetime, parse_compact, string_claim, verify_signature
+from tessera.tokens.jose import (
+    JwsError,
+    audiences,
+    check_lifetime,
+    parse_compact,
+    string_claim,
+    verify_signature,
+)
 
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 #: ``typ`` values accepted on a client assertion: absent, the generic JWT, or the
@@ -64,7 +71,9 @@ class ClientAuthenticator:
         self._allow_secret = allow_client_secret
         self._hasher = password_hasher or PasswordHasher()
 
-    def authenticate(self, form: Mapping[str, str], authorization: str | None, now: float) -> AuthenticatedClient:
+    def authenticate(
+        self, form: Mapping[str, str], authorization: str | None, now: float
+    ) -> AuthenticatedClient:
         assertion_type = form.get("client_assertion_type")
         assertion = form.get("client_assertion")
         basic = authorization is not None and authorization[:6].lower() == "basic "
@@ -82,7 +91,9 @@ class ClientAuthenticator:
             client_id, secret = _parse_basic(authorization)
             return self._client_secret(client_id, secret, "client_secret_basic", now)
         if "client_secret" in form:
-            return self._client_secret(form.get("client_id", ""), form["client_secret"], "client_secret_post", now)
+            return self._client_secret(
+                form.get("client_id", ""), form["client_secret"], "client_secret_post", now
+            )
         raise InvalidClient("client authentication required (private_key_jwt)")
 
     def _private_key_jwt(self, assertion: str, client_id: str | None, now: float) -> AuthenticatedClient:
@@ -98,7 +109,6 @@ class ClientAuthenticator:
             raise InvalidClient("client assertion iss and sub must both be the client id")
         if client_id is not None and client_id != sub:
             raise InvalidClient("client_id does not match the client assertion")
-        assert sub is not None  # noqa: S101 - required above
         agent = self._lookup(sub)
         if agent is None:
             raise InvalidClient(f"unknown client '{sub}'")
@@ -124,7 +134,6 @@ class ClientAuthenticator:
             raise InvalidClient(f"client assertion lifetime exceeds {int(self._max_lifetime)} seconds")
         if auds != [self._issuer]:
             raise InvalidClient(f"client assertion aud must be the issuer '{self._issuer}'")
-        assert jti is not None  # noqa: S101 - required above
         single_use = SingleUse(single_use_key("client_assertion", sub, jti), exp + self._leeway)
         return AuthenticatedClient(agent=agent, method="private_key_jwt", single_use=single_use)
 

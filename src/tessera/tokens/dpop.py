@@ -12,11 +12,10 @@ import hashlib
 import hmac
 import struct
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
-from tessera.identity.keys import PRIVATE_MEMBERS, allowed_algorithms, import_public_key
 from tessera.errors import ValidationFailed
+from tessera.identity.keys import PRIVATE_MEMBERS, allowed_algorithms, import_public_key
 from tessera.tokens.jose import JwsError, number_claim, parse_compact, string_claim, verify_signature
 from tessera.tokens.sealing import b64url_decode, b64url_encode
 
@@ -84,7 +83,6 @@ def verify_dpop_proof(
     iat = number_claim(claims, "iat")
     if iat is None:
         raise JwsError("missing claim 'iat'")
-    assert jti is not None and htm is not None and htu is not None  # noqa: S101 - required above
     if htm != method.upper():
         raise JwsError(f"htm '{htm}' does not match the request method")
     if normalise_htu(htu) != normalise_htu(url):

@@ -8,7 +8,13 @@ from __future__ import annotations
 from sqlalchemy.exc import SQLAlchemyError
 
 from tessera.clock import Clock
-from tessera.errors import InvalidDPoPProof, InvalidRequest, ServiceUnavailable, UnsupportedGrantType, UseDPoPNonce
+from tessera.errors import (
+    InvalidDPoPProof,
+    InvalidRequest,
+    ServiceUnavailable,
+    UnsupportedGrantType,
+    UseDPoPNonce,
+)
 from tessera.storage.single_use import single_use_key
 from tessera.tokens.client_auth import ClientAuthenticator, SingleUse
 from tessera.tokens.dpop import NonceIssuer, verify_dpop_proof
@@ -78,7 +84,8 @@ class TokenEndpoint:
             raise InvalidDPoPProof(f"invalid dpop proof: {exc}") from exc
         if self._nonces is not None and not self._nonces.is_valid(proof.nonce, now):
             raise UseDPoPNonce(
-                "authorization server requires a dpop nonce", headers={"DPoP-Nonce": self._nonces.current(now)}
+                "authorization server requires a dpop nonce",
+                headers={"DPoP-Nonce": self._nonces.current(now)},
             )
         expires = proof.iat + self._dpop_max_age + 2 * self._leeway
         return ProofOfPossession(

@@ -169,7 +169,9 @@ class Revoker:
         now = self._clock.now()
         try:
             with writing(self._engine) as conn:
-                revoked = revoke_tokens(conn, now=now, reason=reason, jti=jti, agent_id=agent_id, task_id=task_id)
+                revoked = revoke_tokens(
+                    conn, now=now, reason=reason, jti=jti, agent_id=agent_id, task_id=task_id
+                )
         except SQLAlchemyError as exc:
             log.exception("revocation failed")
             raise ServiceUnavailable("revocation could not be stored; the token is still live") from exc

@@ -8,19 +8,18 @@ the database, on any replica.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-
-import logging
 
 from sqlalchemy import Engine, insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from tessera.clock import Clock
 from tessera.errors import InvalidClient, InvalidDPoPProof, ServiceUnavailable
-from tessera.ids import IdGenerator
 from tessera.identity.agents import Agent
+from tessera.ids import IdGenerator
 from tessera.storage.database import writing
 from tessera.storage.single_use import AlreadyUsed, SqlSingleUseStore
 from tessera.storage.tables import issued_tokens
@@ -138,7 +137,9 @@ class TokenIssuer:
                         raise InvalidClient("client assertion jti has already been used") from exc
                 if grant.dpop_single_use is not None:
                     try:
-                        self._single_use.claim(conn, grant.dpop_single_use.key, grant.dpop_single_use.expires_at)
+                        self._single_use.claim(
+                            conn, grant.dpop_single_use.key, grant.dpop_single_use.expires_at
+                        )
                     except AlreadyUsed as exc:
                         raise InvalidDPoPProof("dpop proof jti has already been used") from exc
                 conn.execute(

@@ -124,12 +124,11 @@ def number_claim(claims: dict[str, Any], name: str) -> float | None:
     return float(value)
 
 
-def string_claim(claims: dict[str, Any], name: str, *, required: bool = True, max_len: int = 512) -> str | None:
+def string_claim(claims: dict[str, Any], name: str, *, max_len: int = 512) -> str:
+    """A required, non-empty string claim of at most ``max_len`` characters."""
     value = claims.get(name)
     if value is None:
-        if required:
-            raise JwsError(f"missing claim '{name}'")
-        return None
+        raise JwsError(f"missing claim '{name}'")
     if not isinstance(value, str) or not value or len(value) > max_len:
         raise JwsError(f"claim '{name}' must be a non-empty string")
     return value

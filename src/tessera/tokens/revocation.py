@@ -82,7 +82,9 @@ class RevocationState:
         payload = change.payload
         if "state" in payload:
             expires = payload.get("expires_at")
-            self.set_agent(change.subject, LifecycleState(payload["state"]), float(expires) if expires else None)
+            self.set_agent(
+                change.subject, LifecycleState(payload["state"]), float(expires) if expires else None
+            )
 
     @property
     def revoked_count(self) -> int:

@@ -86,7 +86,9 @@ class Sealer:
         try:
             return self._aead.decrypt(nonce, sealed[1 + NONCE_BYTES :], aad)
         except InvalidTag as exc:
-            raise MasterKeyError("cannot unseal: the master key is not the one that sealed this value") from exc
+            raise MasterKeyError(
+                "cannot unseal: the master key is not the one that sealed this value"
+            ) from exc
 
 
 def token_hash(value: str) -> str:

@@ -143,9 +143,7 @@ class SigningKeyManager:
         kid = key.thumbprint()
         public = {k: str(v) for k, v in key.as_dict(private=False).items()}
         public.update(kid=kid, alg=SIGNING_ALG, use="sig")
-        sealed = self._sealer.seal(
-            json.dumps(key.as_dict(private=True)).encode(), kid.encode()
-        )
+        sealed = self._sealer.seal(json.dumps(key.as_dict(private=True)).encode(), kid.encode())
         return StoredSigningKey(kid, SIGNING_ALG, public, sealed, now, activates_at, None, None)
 
     def ensure_signing_key(self) -> bool:
@@ -195,8 +193,10 @@ class SigningKeyManager:
             # Re-check under the lock: another replica may have rotated meanwhile.
             fresh = KeyRing([self._unseal(s) for s in self._store.all(conn)], self._grace)
             latest = fresh.signing_key(now)
-            if latest is None or latest.kid != current.kid or any(
-                k.activates_at > now and k.retired_at is None for k in fresh.keys
+            if (
+                latest is None
+                or latest.kid != current.kid
+                or any(k.activates_at > now and k.retired_at is None for k in fresh.keys)
             ):
                 return None
         return self.rotate()

@@ -89,7 +89,9 @@ class ClientCredentialsGrant:
             audience=requested_audience(request.resources, self._audience_default),
             ttl=requested_ttl(request.params.get("expires_in"), agent, self._default_ttl, self._max_ttl),
             cnf_jkt=pop.jkt if pop else None,
-            authorization_details=tuple(parse_authorization_details(request.params.get("authorization_details"))),
+            authorization_details=tuple(
+                parse_authorization_details(request.params.get("authorization_details"))
+            ),
             client_single_use=client.single_use,
             dpop_single_use=pop.single_use if pop else None,
         )
