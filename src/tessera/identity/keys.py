@@ -39,10 +39,13 @@ def import_public_key(jwk: dict[str, Any]) -> PublicKey:
         raise ValidationFailed(
             f"unsupported key type '{jwk.get('kty')}'/'{jwk.get('crv')}': use EC P-256 or OKP Ed25519"
         )
+    # Which algorithms a key may verify is decided by the caller (the registered alg,
+    # ALGORITHMS_FOR_CURVE), so the key object carries no "alg" to veto EdDSA vs Ed25519.
+    members = {k: v for k, v in jwk.items() if k != "alg"}
     try:
         if jwk["kty"] == "EC":
-            return ECKey.import_key(dict(jwk))
-        return OKPKey.import_key(dict(jwk))
+            return ECKey.import_key(members)
+        return OKPKey.import_key(members)
     except (JoseError, ValueError, KeyError, TypeError) as exc:
         raise ValidationFailed(f"invalid jwk: {str(exc).lower()}") from exc
 

@@ -30,6 +30,10 @@ from tessera.tokens.sealing import b64url_decode
 ASYMMETRIC_ALGORITHMS = ("ES256", "EdDSA", "Ed25519")
 _REGISTRY = JWSRegistry(algorithms=list(ASYMMETRIC_ALGORITHMS), strict_check_header=False)
 _MAX_HEADER_BYTES = 2048
+#: RFC 9864 §2: ``EdDSA`` on an Ed25519 key is the ``Ed25519`` algorithm; verifying through
+#: the fully specified name avoids joserfc's deprecation warning on every call. Only
+#: Ed25519 keys are ever accepted (``identity.keys.ALGORITHMS_FOR_CURVE``).
+_VERIFY_AS = {"EdDSA": "Ed25519"}
 
 
 class JwsError(Exception):
@@ -106,7 +110,7 @@ def verify_signature(jws: CompactJws, key: PublicKey, allowed_algs: tuple[str, .
     if jws.alg not in allowed_algs:
         raise JwsError(f"alg '{jws.alg}' is not allowed for this key")
     try:
-        algorithm = _REGISTRY.get_alg(jws.alg)
+        algorithm = _REGISTRY.get_alg(_VERIFY_AS.get(jws.alg, jws.alg))
         algorithm.check_key(key)
         ok = algorithm.verify(jws.signing_input, jws.signature, key)
     except (JoseError, ValueError, TypeError) as exc:
