@@ -18,6 +18,7 @@ or verifies by itself.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,7 +66,7 @@ class CompactJws:
 def _decode_json_object(segment: str, what: str) -> dict[str, Any]:
     try:
         value = json.loads(b64url_decode(segment))
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:
         raise JwsError(f"malformed {what}") from exc
     if not isinstance(value, dict):
         raise JwsError(f"{what} is not a json object")
@@ -125,7 +126,13 @@ def number_claim(claims: dict[str, Any], name: str) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise JwsError(f"claim '{name}' must be a number")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError as exc:
+        raise JwsError(f"claim '{name}' must be a number") from exc
+    if not math.isfinite(number):  # json.loads accepts NaN and Infinity
+        raise JwsError(f"claim '{name}' must be a number")
+    return number
 
 
 def string_claim(claims: dict[str, Any], name: str, *, max_len: int = 512) -> str:
