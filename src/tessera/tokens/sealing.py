@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hmac
 import os
+import re
 import secrets
 from hashlib import sha256
 from pathlib import Path
@@ -32,14 +33,20 @@ def b64url_encode(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+
 def b64url_decode(text: str) -> bytes:
+    """Strict base64url without padding (RFC 7515 §2): any other character is an error."""
+    if not _B64URL.fullmatch(text) or len(text) % 4 == 1:
+        raise ValueError("not base64url")
     padded = text + "=" * (-len(text) % 4)
     return base64.urlsafe_b64decode(padded.encode("ascii"))
 
 
 def parse_master_key(text: str) -> bytes:
     try:
-        key = b64url_decode(text.strip())
+        key = b64url_decode(text.strip().rstrip("="))
     except (ValueError, UnicodeEncodeError) as exc:
         raise MasterKeyError("master key is not valid base64url") from exc
     if len(key) != KEY_BYTES:
