@@ -24,8 +24,10 @@ def load_private_jwk(data: dict[str, Any]) -> tuple[PrivateKey, str, str]:
         key = ECKey.import_key(dict(data))
         default_alg = "ES256"
     elif kty == "OKP" and crv == "Ed25519":
-        key = OKPKey.import_key(dict(data))
-        default_alg = "EdDSA"
+        # Signed as RFC 9864 "Ed25519", the same algorithm as RFC 8037 "EdDSA" on this
+        # curve (joserfc warns on every use of the deprecated name); servers accept both.
+        key = OKPKey.import_key({k: v for k, v in data.items() if k != "alg"})
+        return key, str(data.get("kid") or key.thumbprint()), "Ed25519"
     else:
         raise ValueError(f"unsupported key type '{kty}'/'{crv}': use EC P-256 or OKP Ed25519")
     kid = str(data.get("kid") or key.thumbprint())
