@@ -63,6 +63,14 @@ def _truncate_postgres(url: str) -> None:
         with engine.begin() as conn:
             names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
             conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+            # The migration seeds the audit chain's head row; put it back.
+            conn.execute(
+                text(
+                    "INSERT INTO audit_head (id, seq, hash, anchor_seq, anchor_hash) "
+                    "VALUES (1, 0, :genesis, 0, :genesis)"
+                ),
+                {"genesis": "0" * 64},
+            )
     finally:
         engine.dispose()
 

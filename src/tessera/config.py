@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     maintenance_interval: float = Field(default=30.0, gt=0)
     change_poll_interval: float = Field(default=0.2, gt=0, le=10)
 
+    audit_checkpoint_every: int = Field(default=1000, ge=1, le=1_000_000)
+    audit_checkpoint_interval: float = Field(default=60.0, gt=0)
+    audit_batch_delay_ms: float = Field(default=2.0, ge=0, le=100)
+    audit_ack_timeout: float = Field(default=10.0, gt=0, le=120)
+
     max_request_bytes: int = Field(default=64 * 1024, ge=1024)
     max_token_bytes: int = Field(default=8 * 1024, ge=512)
 

@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, delete
 
+from tessera.audit.records import SecretHasher
+from tessera.audit.service import Auditor
+from tessera.audit.writer import AuditWriter, CheckpointSigner
 from tessera.clock import Clock, SystemClock
 from tessera.config import Settings
 from tessera.events.change_feed import ChangeFollower, latest_seq
@@ -54,6 +57,20 @@ class Runtime:
         )
         self.sealer = Sealer(master_key)
         grace = settings.max_access_token_ttl + settings.clock_leeway
+        self.audit_writer = AuditWriter(
+            self.engine,
+            self.clock,
+            self.ids,
+            issuer=self.issuer,
+            signer=self._checkpoint_signer,
+            max_delay=settings.audit_batch_delay_ms / 1000,
+            ack_timeout=settings.audit_ack_timeout,
+            checkpoint_every=settings.audit_checkpoint_every,
+            checkpoint_interval=settings.audit_checkpoint_interval,
+        )
+        self.auditor = Auditor(
+            self.audit_writer, self.clock, self.ids, SecretHasher(self.sealer.derive("tessera/audit-hmac/v1"))
+        )
         self.keys = SigningKeyManager(
             self.engine,
             self.sealer,
@@ -61,6 +78,7 @@ class Runtime:
             rotation_interval=settings.signing_key_rotation_interval,
             publish_delay=settings.signing_key_publish_delay,
             verify_grace=grace,
+            auditor=self.auditor,
         )
         self._keyring = KeyRing([], grace)
         self.revocation = RevocationState()
@@ -75,6 +93,7 @@ class Runtime:
             default_max_ttl=settings.access_token_ttl,
             ttl_cap=settings.max_access_token_ttl,
             allow_client_secret=settings.allow_client_secret,
+            auditor=self.auditor,
         )
         self.authenticator = ClientAuthenticator(
             issuer=self.issuer,
@@ -107,6 +126,7 @@ class Runtime:
             dpop_max_age=settings.dpop_proof_max_age,
             leeway=settings.clock_leeway,
             nonces=nonces,
+            auditor=self.auditor,
         )
         self.validator = TokenValidator(
             issuer=self.issuer,
@@ -117,14 +137,18 @@ class Runtime:
             max_bytes=settings.max_token_bytes,
             max_lifetime=settings.max_access_token_ttl,
         )
-        self.introspector = Introspector(self.validator)
-        self.revoker = Revoker(self.engine, self.clock, self.validator, self.revocation)
+        self.introspector = Introspector(self.validator, self.auditor)
+        self.revoker = Revoker(self.engine, self.clock, self.validator, self.revocation, self.auditor)
         self.follower: ChangeFollower | None = None
         self._stop = threading.Event()
         self._maintenance: threading.Thread | None = None
 
     def keyring(self) -> KeyRing:
         return self._keyring
+
+    def _checkpoint_signer(self) -> CheckpointSigner | None:
+        key = self._keyring.signing_key(self.clock.now())
+        return CheckpointSigner(key.private_key, key.kid, key.alg) if key else None
 
     def reload_keys(self) -> None:
         self._keyring = self.keys.load()
@@ -152,6 +176,7 @@ class Runtime:
         self.follower.on(AGENT_CHANGED, self.revocation.on_agent_changed)
         self.follower.on(ADMIN_CHANGED, lambda _change: self.admin.load())
         if background:
+            self.audit_writer.start()
             self.follower.start()
             self._maintenance = threading.Thread(
                 target=self._maintain_loop, name="tessera-maintenance", daemon=True
@@ -164,6 +189,7 @@ class Runtime:
         now = self.clock.now()
         if self.keys.rotate_if_due():
             self.reload_keys()
+        self.audit_writer.checkpoint_if_due()
         self.revocation.prune(now, self.settings.clock_leeway)
         with writing(self.engine) as conn:
             SqlSingleUseStore().prune(conn, now)
@@ -188,6 +214,7 @@ class Runtime:
 
     def stop(self) -> None:
         self._stop.set()
+        self.audit_writer.stop()
         if self.follower is not None:
             self.follower.stop()
         if self._maintenance is not None:

@@ -14,6 +14,7 @@ from typing import Any
 from argon2 import PasswordHasher
 from sqlalchemy import Connection, Engine
 
+from tessera.audit.service import Auditor, RequestContext, event, record_revocations
 from tessera.clock import Clock
 from tessera.errors import Conflict, NotFound, ValidationFailed
 from tessera.events.change_feed import publish
@@ -39,6 +40,14 @@ from tessera.storage.database import reading, writing
 from tessera.tokens.revocation import AGENT_CHANGED, RevocationState, agent_change_payload, revoke_tokens
 
 MAX_KEYS = 10
+_SYSTEM = RequestContext()
+_PAST = {
+    Transition.SUSPEND: "suspended",
+    Transition.RESUME: "resumed",
+    Transition.QUARANTINE: "quarantined",
+    Transition.RELEASE: "released",
+    Transition.DECOMMISSION: "decommissioned",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +85,7 @@ class AgentService:
         default_max_ttl: int,
         ttl_cap: int,
         allow_client_secret: bool,
+        auditor: Auditor | None = None,
     ) -> None:
         self._engine = engine
         self._repo = repository
@@ -86,6 +96,13 @@ class AgentService:
         self._ttl_cap = ttl_cap
         self._allow_client_secret = allow_client_secret
         self._hasher = PasswordHasher()
+        self._auditor = auditor
+
+    def _audit(
+        self, conn: Connection, type_: str, context: RequestContext, agent_id: str, **data: Any
+    ) -> None:
+        if self._auditor is not None:
+            self._auditor.record_in(conn, event(type_, context, subject=agent_id, data=data))
 
     # --- reads ---------------------------------------------------------------------------
 
@@ -106,7 +123,7 @@ class AgentService:
 
     # --- writes --------------------------------------------------------------------------
 
-    def create(self, spec: NewAgent) -> Agent:
+    def create(self, spec: NewAgent, context: RequestContext = _SYSTEM) -> Agent:
         now = self._clock.now()
         max_ttl = spec.max_ttl if spec.max_ttl is not None else self._default_max_ttl
         if not 10 <= max_ttl <= self._ttl_cap:
@@ -139,11 +156,26 @@ class AgentService:
         with writing(self._engine) as conn:
             self._repo.add(conn, agent)
             publish(conn, AGENT_CHANGED, agent.id, agent_change_payload(agent), now)
+            self._audit(
+                conn,
+                "agent.created",
+                context,
+                agent.id,
+                name=agent.name,
+                owner=agent.owner,
+                scopes=list(agent.scopes),
+                segment=agent.segment,
+                kids=[k.kid for k in keys],
+            )
         self._revocation.set_agent(agent.id, agent.state, agent.expires_at)
         return agent
 
     def transition(
-        self, agent_id: str, transition: Transition, reason: str | None = None
+        self,
+        agent_id: str,
+        transition: Transition,
+        reason: str | None = None,
+        context: RequestContext = _SYSTEM,
     ) -> TransitionResult:
         now = self._clock.now()
         with writing(self._engine) as conn:
@@ -155,11 +187,35 @@ class AgentService:
             if transition in REVOKING_TRANSITIONS:
                 revoked = revoke_tokens(conn, now=now, reason=f"agent {transition.value}", agent_id=agent_id)
             publish(conn, AGENT_CHANGED, agent_id, agent_change_payload(updated), now)
+            self._audit(
+                conn,
+                f"agent.{_PAST[transition]}",
+                replace(context, reason=reason or context.reason),
+                agent_id,
+                previous_state=agent.state.value,
+                state=state.value,
+                revoked_tokens=len(revoked),
+            )
+            if self._auditor is not None:
+                record_revocations(
+                    self._auditor,
+                    conn,
+                    context,
+                    revoked,
+                    agent_id=agent_id,
+                    reason=f"agent {transition.value}",
+                )
         self._revocation.set_agent(agent_id, state, updated.expires_at)
         self._revocation.mark_revoked(revoked)
         return TransitionResult(updated, len(revoked))
 
-    def add_key(self, agent_id: str, jwk: dict[str, Any], expires_at: float | None = None) -> AgentKey:
+    def add_key(
+        self,
+        agent_id: str,
+        jwk: dict[str, Any],
+        expires_at: float | None = None,
+        context: RequestContext = _SYSTEM,
+    ) -> AgentKey:
         now = self._clock.now()
         key = self._new_key(jwk, now, expires_at)
         with writing(self._engine) as conn:
@@ -169,17 +225,19 @@ class AgentService:
                 raise Conflict(f"agent '{agent_id}' already has {MAX_KEYS} keys; remove one first")
             self._repo.add_key(conn, agent_id, key)
             publish(conn, AGENT_CHANGED, agent_id, {"key_added": key.kid}, now)
+            self._audit(conn, "agent.key_added", context, agent_id, kid=key.kid, alg=key.alg)
         return key
 
-    def remove_key(self, agent_id: str, kid: str) -> None:
+    def remove_key(self, agent_id: str, kid: str, context: RequestContext = _SYSTEM) -> None:
         now = self._clock.now()
         with writing(self._engine) as conn:
             self._require(conn, agent_id)
             if not self._repo.remove_key(conn, agent_id, kid, now):
                 raise NotFound(f"agent '{agent_id}' has no key '{kid[:80]}'")
             publish(conn, AGENT_CHANGED, agent_id, {"key_removed": kid}, now)
+            self._audit(conn, "agent.key_removed", context, agent_id, kid=kid)
 
-    def set_client_secret(self, agent_id: str) -> str:
+    def set_client_secret(self, agent_id: str, context: RequestContext = _SYSTEM) -> str:
         """Legacy ``client_secret``: generate one, store its argon2 hash, return it once."""
         if not self._allow_client_secret:
             raise Conflict("client_secret authentication is disabled (TESSERA_ALLOW_CLIENT_SECRET)")
@@ -191,6 +249,7 @@ class AgentService:
             self._require_not_decommissioned(agent)
             self._repo.set_secret_hash(conn, agent_id, digest, now)
             publish(conn, AGENT_CHANGED, agent_id, {"secret": "set"}, now)
+            self._audit(conn, "agent.secret_set", context, agent_id)
         return secret
 
     # --- helpers -------------------------------------------------------------------------

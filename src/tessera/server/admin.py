@@ -5,10 +5,13 @@ Every route requires the admin credential as a Bearer token.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
+from tessera.audit.records import Actor, ActorType
+from tessera.audit.service import ADMIN, RequestContext, event
 from tessera.errors import Unauthorized, ValidationFailed
 from tessera.identity.agents import LifecycleState, Transition
 from tessera.identity.service import NewAgent
@@ -27,23 +30,48 @@ from tessera.server.schemas import (
 )
 
 
-def require_admin(request: Request) -> Runtime:
+@dataclass(frozen=True, slots=True)
+class AdminCall:
+    """An authenticated admin request: the runtime, and who/where for the audit record."""
+
+    runtime: Runtime
+    context: RequestContext
+
+
+def require_admin(request: Request) -> AdminCall:
+    """Every admin route: the admin credential is required, and the call is audited.
+
+    Changes are recorded by the services inside their own transaction; reads and
+    refused calls are recorded here, without waiting.
+    """
     runtime = runtime_of(request)
+    ip = request.client.host if request.client else None
+    context = RequestContext(actor=ADMIN, ip=ip)
+    route = f"{request.method} {request.url.path}"[:200]
     if not runtime.admin.verify(bearer_token(request)):
+        runtime.auditor.record_async(
+            event(
+                "admin.denied",
+                RequestContext(actor=Actor(ActorType.ADMIN, None), ip=ip),
+                data={"route": route},
+            )
+        )
         raise Unauthorized(
             "admin credential required (Authorization: Bearer <admin token>)",
             headers={"WWW-Authenticate": 'Bearer realm="tessera-admin"'},
         )
-    return runtime
+    if request.method == "GET":
+        runtime.auditor.record_async(event("admin.read", context, data={"route": route}))
+    return AdminCall(runtime, context)
 
 
-Admin = Annotated[Runtime, Depends(require_admin)]
+Admin = Annotated[AdminCall, Depends(require_admin)]
 router = APIRouter(prefix="/admin/v1")
 
 
 @router.post("/agents", status_code=201)
-def create_agent(body: AgentCreate, runtime: Admin) -> dict[str, Any]:
-    agent = runtime.agents.create(
+def create_agent(body: AgentCreate, call: Admin) -> dict[str, Any]:
+    agent = call.runtime.agents.create(
         NewAgent(
             name=body.name,
             owner=body.owner,
@@ -57,14 +85,15 @@ def create_agent(body: AgentCreate, runtime: Admin) -> dict[str, Any]:
             require_dpop=body.require_dpop,
             expires_at=epoch(body.expires_at),
             jwks=tuple(body.jwks),
-        )
+        ),
+        call.context,
     )
     return agent_view(agent)
 
 
 @router.get("/agents")
 def list_agents(
-    runtime: Admin,
+    call: Admin,
     owner: Annotated[str | None, Query(max_length=320)] = None,
     state: Annotated[str | None, Query(max_length=20)] = None,
 ) -> dict[str, Any]:
@@ -74,66 +103,71 @@ def list_agents(
             lifecycle = LifecycleState(state)
         except ValueError as exc:
             raise ValidationFailed(f"unknown state '{state}'") from exc
-    return {"agents": [agent_view(a) for a in runtime.agents.list(owner=owner, state=lifecycle)]}
+    return {"agents": [agent_view(a) for a in call.runtime.agents.list(owner=owner, state=lifecycle)]}
 
 
 @router.get("/agents/{agent_id}")
-def show_agent(agent_id: str, runtime: Admin) -> dict[str, Any]:
-    return agent_view(runtime.agents.get(agent_id))
+def show_agent(agent_id: str, call: Admin) -> dict[str, Any]:
+    return agent_view(call.runtime.agents.get(agent_id))
 
 
 def _transition(
-    runtime: Runtime, agent_id: str, transition: Transition, body: Reason | None
+    call: AdminCall, agent_id: str, transition: Transition, body: Reason | None
 ) -> dict[str, Any]:
-    result = runtime.agents.transition(agent_id, transition, body.reason if body else None)
+    reason = body.reason if body else None
+    result = call.runtime.agents.transition(agent_id, transition, reason, call.context)
     view = agent_view(result.agent)
     view["revoked_tokens"] = result.revoked_tokens
     return view
 
 
 @router.post("/agents/{agent_id}/suspend")
-def suspend_agent(agent_id: str, runtime: Admin, body: Reason | None = None) -> dict[str, Any]:
-    return _transition(runtime, agent_id, Transition.SUSPEND, body)
+def suspend_agent(agent_id: str, call: Admin, body: Reason | None = None) -> dict[str, Any]:
+    return _transition(call, agent_id, Transition.SUSPEND, body)
 
 
 @router.post("/agents/{agent_id}/resume")
-def resume_agent(agent_id: str, runtime: Admin, body: Reason | None = None) -> dict[str, Any]:
-    return _transition(runtime, agent_id, Transition.RESUME, body)
+def resume_agent(agent_id: str, call: Admin, body: Reason | None = None) -> dict[str, Any]:
+    return _transition(call, agent_id, Transition.RESUME, body)
 
 
 @router.post("/agents/{agent_id}/quarantine")
-def quarantine_agent(agent_id: str, runtime: Admin, body: Reason | None = None) -> dict[str, Any]:
-    return _transition(runtime, agent_id, Transition.QUARANTINE, body)
+def quarantine_agent(agent_id: str, call: Admin, body: Reason | None = None) -> dict[str, Any]:
+    return _transition(call, agent_id, Transition.QUARANTINE, body)
 
 
 @router.post("/agents/{agent_id}/release")
-def release_agent(agent_id: str, runtime: Admin, body: Reason | None = None) -> dict[str, Any]:
-    return _transition(runtime, agent_id, Transition.RELEASE, body)
+def release_agent(agent_id: str, call: Admin, body: Reason | None = None) -> dict[str, Any]:
+    return _transition(call, agent_id, Transition.RELEASE, body)
 
 
 @router.post("/agents/{agent_id}/decommission")
-def decommission_agent(agent_id: str, runtime: Admin, body: Reason | None = None) -> dict[str, Any]:
-    return _transition(runtime, agent_id, Transition.DECOMMISSION, body)
+def decommission_agent(agent_id: str, call: Admin, body: Reason | None = None) -> dict[str, Any]:
+    return _transition(call, agent_id, Transition.DECOMMISSION, body)
 
 
 @router.post("/agents/{agent_id}/keys", status_code=201)
-def add_agent_key(agent_id: str, body: KeyAdd, runtime: Admin) -> dict[str, Any]:
-    return key_view(runtime.agents.add_key(agent_id, body.jwk, epoch(body.expires_at)))
+def add_agent_key(agent_id: str, body: KeyAdd, call: Admin) -> dict[str, Any]:
+    return key_view(call.runtime.agents.add_key(agent_id, body.jwk, epoch(body.expires_at), call.context))
 
 
 @router.delete("/agents/{agent_id}/keys/{kid}")
-def remove_agent_key(agent_id: str, kid: str, runtime: Admin) -> dict[str, Any]:
-    runtime.agents.remove_key(agent_id, kid)
+def remove_agent_key(agent_id: str, kid: str, call: Admin) -> dict[str, Any]:
+    call.runtime.agents.remove_key(agent_id, kid, call.context)
     return {"agent_id": agent_id, "kid": kid, "removed": True}
 
 
 @router.post("/agents/{agent_id}/secret", status_code=201)
-def set_agent_secret(agent_id: str, runtime: Admin) -> dict[str, Any]:
-    return {"client_id": agent_id, "client_secret": runtime.agents.set_client_secret(agent_id)}
+def set_agent_secret(agent_id: str, call: Admin) -> dict[str, Any]:
+    return {
+        "client_id": agent_id,
+        "client_secret": call.runtime.agents.set_client_secret(agent_id, call.context),
+    }
 
 
 @router.get("/keys")
-def list_signing_keys(runtime: Admin) -> dict[str, Any]:
+def list_signing_keys(call: Admin) -> dict[str, Any]:
+    runtime = call.runtime
     now = runtime.clock.now()
     ring = runtime.keyring()
     return {
@@ -153,26 +187,27 @@ def list_signing_keys(runtime: Admin) -> dict[str, Any]:
 
 
 @router.post("/keys/rotate", status_code=201)
-def rotate_signing_key(runtime: Admin, body: KeyRotate | None = None) -> dict[str, Any]:
-    kid = runtime.keys.rotate(immediate=bool(body and body.immediate))
+def rotate_signing_key(call: Admin, body: KeyRotate | None = None) -> dict[str, Any]:
+    runtime = call.runtime
+    kid = runtime.keys.rotate(immediate=bool(body and body.immediate), context=call.context)
     runtime.reload_keys()
     key = next(k for k in runtime.keyring().keys if k.kid == kid)
     return {"kid": kid, "activates_at": iso(key.activates_at)}
 
 
 @router.post("/keys/{kid}/retire")
-def retire_signing_key(kid: str, runtime: Admin) -> dict[str, Any]:
-    runtime.keys.retire(kid)
-    runtime.reload_keys()
+def retire_signing_key(kid: str, call: Admin) -> dict[str, Any]:
+    call.runtime.keys.retire(kid, call.context)
+    call.runtime.reload_keys()
     return {"kid": kid, "retired": True}
 
 
 @router.post("/tokens/revoke")
-def revoke_tokens(body: TokenRevoke, runtime: Admin) -> dict[str, Any]:
+def revoke_tokens(body: TokenRevoke, call: Admin) -> dict[str, Any]:
     selectors = [s for s in (body.jti, body.agent_id, body.task_id) if s]
     if len(selectors) != 1:
         raise ValidationFailed("give exactly one of jti, agent_id or task_id")
-    revoked = runtime.revoker.revoke(
-        reason=body.reason, jti=body.jti, agent_id=body.agent_id, task_id=body.task_id
+    revoked = call.runtime.revoker.revoke(
+        reason=body.reason, jti=body.jti, agent_id=body.agent_id, task_id=body.task_id, context=call.context
     )
     return {"revoked": len(revoked), "jtis": sorted(revoked)}

@@ -9,6 +9,8 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
+from tessera.audit.records import Actor, ActorType
+from tessera.audit.service import ADMIN, RequestContext
 from tessera.errors import InvalidClient, InvalidRequest, TesseraError
 from tessera.runtime import Runtime
 from tessera.server.errors import NO_STORE, error_response
@@ -119,7 +121,7 @@ async def _caller(request: Request, params: dict[str, str]) -> Caller:
     token = bearer_token(request)
     if token is not None:
         if runtime.admin.verify(token):
-            return Caller(admin=True)
+            return Caller(admin=True, context=RequestContext(ADMIN, ip=_ip(request)))
         raise InvalidClient(
             "invalid bearer credential", headers={"WWW-Authenticate": 'Bearer realm="tessera"'}
         )
@@ -128,7 +130,12 @@ async def _caller(request: Request, params: dict[str, str]) -> Caller:
     )
     if client.single_use is not None:
         await run_in_threadpool(runtime.issuer_service.claim_single_use, client.single_use)
-    return Caller(agent=client.agent)
+    actor = Actor(ActorType.AGENT, client.agent.id)
+    return Caller(agent=client.agent, context=RequestContext(actor, ip=_ip(request)))
+
+
+def _ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
 
 
 def _single_params(pairs: list[tuple[str, str]]) -> dict[str, str]:
@@ -151,7 +158,7 @@ async def introspect(request: Request) -> Response:
         caller = await _caller(request, params)
     except TesseraError as exc:
         return error_response(exc)
-    body, _ = runtime.introspector.introspect(token_value, caller)
+    body, _ = await run_in_threadpool(runtime.introspector.introspect, token_value, caller, caller.context)
     return JSONResponse(body, headers=NO_STORE)
 
 
@@ -164,7 +171,7 @@ async def revoke(request: Request) -> Response:
         if not token_value:
             raise InvalidRequest("missing token")
         caller = await _caller(request, params)
-        await run_in_threadpool(runtime.revoker.revoke_token, token_value, caller)
+        await run_in_threadpool(runtime.revoker.revoke_token, token_value, caller, caller.context)
     except TesseraError as exc:
         return error_response(exc)
     return Response(status_code=200, headers=NO_STORE)

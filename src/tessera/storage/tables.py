@@ -126,3 +126,47 @@ server_state = Table(
     Column("value", LargeBinary, nullable=True),
     Column("updated_at", Float, nullable=False),
 )
+
+# --- audit trail (tessera.audit) ------------------------------------------------------------
+
+audit_records = Table(
+    "audit_records",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
+    Column("id", String(64), nullable=False, unique=True),
+    Column("ts_ms", BigInteger, nullable=False),
+    Column("type", String(64), nullable=False),
+    Column("actor_id", String(200), nullable=True),
+    Column("subject", String(200), nullable=True),
+    Column("task_id", String(128), nullable=True),
+    Column("token_hash", String(64), nullable=True),
+    Column("outcome", String(32), nullable=True),
+    Column("body", Text, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Index("ix_audit_ts", "ts_ms"),
+    Index("ix_audit_type", "type", "ts_ms"),
+    Index("ix_audit_subject", "subject", "ts_ms"),
+    Index("ix_audit_task", "task_id"),
+    Index("ix_audit_token", "token_hash"),
+)
+
+audit_checkpoints = Table(
+    "audit_checkpoints",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
+    Column("head_hash", String(64), nullable=False),
+    Column("ts_ms", BigInteger, nullable=False),
+    Column("kid", String(128), nullable=False),
+    Column("jws", Text, nullable=False),
+)
+
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("anchor_seq", BigInteger, nullable=False),
+    Column("anchor_hash", String(64), nullable=False),
+)

@@ -7,16 +7,19 @@ from __future__ import annotations
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from tessera.audit.records import Actor, ActorType
+from tessera.audit.service import Auditor, RequestContext, event
 from tessera.clock import Clock
 from tessera.errors import (
     InvalidDPoPProof,
     InvalidRequest,
     ServiceUnavailable,
+    TesseraError,
     UnsupportedGrantType,
     UseDPoPNonce,
 )
 from tessera.storage.single_use import single_use_key
-from tessera.tokens.client_auth import ClientAuthenticator, SingleUse
+from tessera.tokens.client_auth import AuthenticatedClient, ClientAuthenticator, SingleUse
 from tessera.tokens.dpop import NonceIssuer, verify_dpop_proof
 from tessera.tokens.grants import GrantHandler, ProofOfPossession
 from tessera.tokens.issuer import IssuedToken
@@ -35,6 +38,7 @@ class TokenEndpoint:
         dpop_max_age: float,
         leeway: float,
         nonces: NonceIssuer | None,
+        auditor: Auditor | None = None,
     ) -> None:
         self._clock = clock
         self._authenticator = authenticator
@@ -43,6 +47,7 @@ class TokenEndpoint:
         self._dpop_max_age = dpop_max_age
         self._leeway = leeway
         self._nonces = nonces
+        self._auditor = auditor
 
     @property
     def grant_types(self) -> list[str]:
@@ -52,6 +57,49 @@ class TokenEndpoint:
         return self._nonces.current(self._clock.now()) if self._nonces else None
 
     def handle(self, request: TokenRequest) -> IssuedToken:
+        """Issue a token, or raise the wire error; either way the outcome is audited.
+
+        A token is returned only after its ``token.issued`` record is durable; if
+        the audit log cannot be written the request fails with 503 and the token
+        never leaves the server.
+        """
+        try:
+            issued, client = self._handle(request)
+        except TesseraError as exc:
+            if self._auditor is not None:
+                claimed = request.params.get("client_id")
+                self._auditor.record_async(
+                    event(
+                        "token.denied",
+                        RequestContext(Actor(ActorType.AGENT, claimed), ip=request.client_ip),
+                        subject=claimed,
+                        reason=exc.description,
+                        data={"error": exc.error, "grant_type": (request.grant_type or "")[:80]},
+                    )
+                )
+            raise
+        if self._auditor is not None:
+            agent = client.agent
+            self._auditor.record(
+                event(
+                    "token.issued",
+                    RequestContext(Actor(ActorType.AGENT, agent.id), ip=request.client_ip),
+                    subject=agent.id,
+                    task_id=issued.task_id,
+                    token_hash=self._auditor.token_hash(issued.jti),
+                    data={
+                        "grant_type": request.grant_type,
+                        "scope": issued.scope,
+                        "aud": list(issued.audience),
+                        "expires_in": issued.expires_in,
+                        "token_type": issued.token_type,
+                        "client_auth": client.method,
+                    },
+                )
+            )
+        return issued
+
+    def _handle(self, request: TokenRequest) -> tuple[IssuedToken, AuthenticatedClient]:
         if request.method != "POST":
             raise InvalidRequest("the token endpoint accepts only POST")
         if not request.grant_type:
@@ -65,7 +113,7 @@ class TokenEndpoint:
         except SQLAlchemyError as exc:
             raise ServiceUnavailable("agent registry is unavailable") from exc
         pop = self._proof_of_possession(request, now)
-        return handler.handle(request, client, pop)
+        return handler.handle(request, client, pop), client
 
     def _proof_of_possession(self, request: TokenRequest, now: float) -> ProofOfPossession | None:
         """RFC 9449 §5: verify the DPoP header, if any, and require a server nonce if configured."""

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from tessera.audit.service import Auditor, RequestContext, event, record_revocations
 from tessera.clock import Clock
 from tessera.errors import ServiceUnavailable, UnauthorizedClient
 from tessera.identity.agents import Agent
@@ -30,6 +31,7 @@ from tessera.tokens.revocation import RevocationState, revoke_tokens
 from tessera.tokens.signing_keys import KeyRing
 
 log = logging.getLogger(__name__)
+_SYSTEM = RequestContext()
 INACTIVE: dict[str, Any] = {"active": False}
 
 
@@ -39,6 +41,7 @@ class Caller:
 
     admin: bool = False
     agent: Agent | None = None
+    context: RequestContext = _SYSTEM
 
 
 class TokenValidator:
@@ -125,29 +128,52 @@ def introspection_response(token: AccessToken) -> dict[str, Any]:
 
 
 class Introspector:
-    def __init__(self, validator: TokenValidator) -> None:
+    def __init__(self, validator: TokenValidator, auditor: Auditor | None = None) -> None:
         self._validator = validator
+        self._auditor = auditor
 
-    def introspect(self, token: str, caller: Caller) -> tuple[dict[str, Any], AccessToken | None]:
+    def introspect(
+        self, token: str, caller: Caller, context: RequestContext = _SYSTEM
+    ) -> tuple[dict[str, Any], AccessToken | None]:
+        verified: AccessToken | None
         try:
             verified = self._validator.verify(token)
         except JwsError:
-            return dict(INACTIVE), None
-        if not may_see(caller, verified):
+            verified = None
+        if verified is not None and not may_see(caller, verified):
+            verified = None
+        if self._auditor is not None:
+            self._auditor.record_async(
+                event(
+                    "token.introspected",
+                    context,
+                    subject=verified.client_id if verified else None,
+                    task_id=verified.task_id if verified else None,
+                    token_hash=self._auditor.token_hash(verified.jti) if verified else None,
+                    data={"active": verified is not None},
+                )
+            )
+        if verified is None:
             return dict(INACTIVE), None
         return introspection_response(verified), verified
 
 
 class Revoker:
     def __init__(
-        self, engine: Engine, clock: Clock, validator: TokenValidator, revocation: RevocationState
+        self,
+        engine: Engine,
+        clock: Clock,
+        validator: TokenValidator,
+        revocation: RevocationState,
+        auditor: Auditor | None = None,
     ) -> None:
         self._engine = engine
         self._clock = clock
         self._validator = validator
         self._revocation = revocation
+        self._auditor = auditor
 
-    def revoke_token(self, token: str, caller: Caller) -> bool:
+    def revoke_token(self, token: str, caller: Caller, context: RequestContext = _SYSTEM) -> bool:
         """RFC 7009 §2.1-2.2: revoke if valid and the caller may; invalid tokens are a no-op."""
         try:
             verified = self._validator.verify(token, check_state=False)
@@ -155,7 +181,9 @@ class Revoker:
             return False
         if not caller.admin and (caller.agent is None or caller.agent.id != verified.client_id):
             raise UnauthorizedClient("the token was not issued to this client")
-        return bool(self.revoke(jti=verified.jti, reason="revoked via rfc 7009 endpoint"))
+        reason = "revoked via rfc 7009 endpoint"
+        revoked = self.revoke(jti=verified.jti, reason=reason, context=context, agent=verified.client_id)
+        return bool(revoked)
 
     def revoke(
         self,
@@ -164,14 +192,20 @@ class Revoker:
         jti: str | None = None,
         agent_id: str | None = None,
         task_id: str | None = None,
+        context: RequestContext = _SYSTEM,
+        agent: str | None = None,
     ) -> dict[str, float]:
-        """Revoke by jti, agent or task; durable before it returns, else ``ServiceUnavailable``."""
+        """Revoke by jti, agent or task; durable (with its audit records) before it returns."""
         now = self._clock.now()
         try:
             with writing(self._engine) as conn:
                 revoked = revoke_tokens(
                     conn, now=now, reason=reason, jti=jti, agent_id=agent_id, task_id=task_id
                 )
+                if self._auditor is not None:
+                    record_revocations(
+                        self._auditor, conn, context, revoked, agent_id=agent or agent_id, reason=reason
+                    )
         except SQLAlchemyError as exc:
             log.exception("revocation failed")
             raise ServiceUnavailable("revocation could not be stored; the token is still live") from exc

@@ -60,6 +60,14 @@ class IssuedToken:
     scope: str
     jti: str
     authorization_details: tuple[dict[str, Any], ...] = ()
+    audience: tuple[str, ...] = ()
+
+    @property
+    def task_id(self) -> str | None:
+        for detail in self.authorization_details:
+            if detail.get("type") == "agent_task":
+                return str(detail["task_id"])
+        return None
 
     def response(self) -> dict[str, Any]:
         """RFC 6749 §5.1, RFC 9449 §5 (``token_type``), RFC 9396 §7."""
@@ -167,4 +175,5 @@ class TokenIssuer:
             scope=scope,
             jti=jti,
             authorization_details=grant.authorization_details,
+            audience=grant.audience,
         )

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from joserfc.jwk import ECKey
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
+from tessera.audit.service import Auditor, RequestContext, event
 from tessera.clock import Clock
 from tessera.errors import NotFound
 from tessera.events.change_feed import publish
@@ -30,6 +31,7 @@ from tessera.tokens.sealing import Sealer
 SIGNING_ALG = "ES256"
 ROTATION_LOCK = "signing-key-rotation"
 KEYS_CHANGED = "keys"
+_SYSTEM = RequestContext()
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +111,7 @@ class SigningKeyManager:
         rotation_interval: float,
         publish_delay: float,
         verify_grace: float,
+        auditor: Auditor | None = None,
     ) -> None:
         self._engine = engine
         self._sealer = sealer
@@ -117,6 +120,11 @@ class SigningKeyManager:
         self._rotation_interval = rotation_interval
         self._publish_delay = publish_delay
         self._grace = verify_grace
+        self._auditor = auditor
+
+    def _audit(self, conn: Connection, type_: str, context: RequestContext, kid: str, **data: Any) -> None:
+        if self._auditor is not None:
+            self._auditor.record_in(conn, event(type_, context, data={"kid": kid, **data}))
 
     def load(self) -> KeyRing:
         with reading(self._engine) as conn:
@@ -157,11 +165,13 @@ class SigningKeyManager:
             pending = [k for k in ring.keys if k.activates_at > now and k.retired_at is None]
             if pending:
                 return False
-            self._store.add(conn, self._new_key(now, now))
+            new = self._new_key(now, now)
+            self._store.add(conn, new)
             publish(conn, KEYS_CHANGED, "signing-keys", {"reason": "initial"}, now)
+            self._audit(conn, "key.created", _SYSTEM, new.kid, activates_at=now)
         return True
 
-    def rotate(self, *, immediate: bool = False) -> str:
+    def rotate(self, *, immediate: bool = False, context: RequestContext | None = None) -> str:
         """Add a new key; it signs after the publish delay (or at once), and the old one stops then."""
         now = self._clock.now()
         activates_at = now if immediate else now + self._publish_delay
@@ -174,6 +184,7 @@ class SigningKeyManager:
                     self._store.deactivate(conn, old.kid, activates_at)
             self._store.add(conn, new)
             publish(conn, KEYS_CHANGED, new.kid, {"reason": "rotated", "activates_at": activates_at}, now)
+            self._audit(conn, "key.rotated", context or _SYSTEM, new.kid, activates_at=activates_at)
         return new.kid
 
     def rotate_if_due(self) -> str | None:
@@ -201,7 +212,7 @@ class SigningKeyManager:
                 return None
         return self.rotate()
 
-    def retire(self, kid: str) -> None:
+    def retire(self, kid: str, context: RequestContext | None = None) -> None:
         """Emergency retirement: the key leaves the JWKS and its tokens stop verifying now."""
         now = self._clock.now()
         with writing(self._engine) as conn:
@@ -212,4 +223,5 @@ class SigningKeyManager:
                     raise NotFound(f"no signing key with kid '{kid}'")
                 return
             publish(conn, KEYS_CHANGED, kid, {"reason": "retired"}, now)
+            self._audit(conn, "key.retired", context or _SYSTEM, kid)
         self.ensure_signing_key()

@@ -1,0 +1,1 @@
+"""The audit trail: versioned records, a hash chain with signed checkpoints, a group-commit writer."""

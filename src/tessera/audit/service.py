@@ -1,0 +1,115 @@
+"""The audit interface the rest of Tessera records through.
+
+Three ways to record, by what the operation needs:
+
+- :meth:`Auditor.record_in` appends inside the caller's transaction, so the
+  change and its record commit together or not at all (admin changes,
+  lifecycle, revocation, key rotation);
+- :meth:`Auditor.record` goes through the group-commit writer and returns once
+  the record is durable (token issuance, decisions): if the log cannot be
+  written it raises ``ServiceUnavailable`` and the caller must not proceed;
+- :meth:`Auditor.record_async` queues a record without waiting (refused
+  requests, reads, introspection), logging if it cannot be written.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import Connection
+
+from tessera.audit.records import Actor, ActorType, AuditEvent, AuditRecord, SecretHasher
+from tessera.audit.writer import AuditUnavailable, AuditWriter
+from tessera.clock import Clock
+from tessera.errors import ServiceUnavailable
+from tessera.ids import IdGenerator
+from tessera.storage.audit import SqlAuditStore
+
+log = logging.getLogger(__name__)
+SYSTEM = Actor(ActorType.SYSTEM, "tessera")
+ADMIN = Actor(ActorType.ADMIN, "admin")
+
+
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    """Who asked, from where, and why: attached to every record an operation writes."""
+
+    actor: Actor = SYSTEM
+    ip: str | None = None
+    zone: str | None = None
+    reason: str | None = None
+
+
+class Auditor:
+    def __init__(self, writer: AuditWriter, clock: Clock, ids: IdGenerator, hasher: SecretHasher) -> None:
+        self.writer = writer
+        self._clock = clock
+        self._ids = ids
+        self._hasher = hasher
+        self._store = SqlAuditStore()
+
+    def token_hash(self, value: str | None) -> str | None:
+        """HMAC of a token id or secret; never store the value itself."""
+        return self._hasher(value) if value else None
+
+    def record(self, event: AuditEvent) -> AuditRecord:
+        try:
+            return self.writer.record(event)
+        except AuditUnavailable as exc:
+            raise ServiceUnavailable(f"audit log cannot be written; '{event.type}' refused") from exc
+
+    def record_async(self, event: AuditEvent) -> None:
+        future = self.writer.submit(event)
+        future.add_done_callback(_log_failure)
+
+    def record_in(self, conn: Connection, event: AuditEvent) -> AuditRecord:
+        now_ms = int(self._clock.now() * 1000)
+        return self._store.append(conn, [(event, self._ids.new("aud"), now_ms)])[0]
+
+
+def _log_failure(future: object) -> None:
+    exception = getattr(future, "exception", lambda: None)()
+    if exception is not None:
+        log.error("audit record could not be written: %s", exception)
+
+
+def event(
+    type_: str,
+    context: RequestContext,
+    *,
+    subject: str | None = None,
+    task_id: str | None = None,
+    token_hash: str | None = None,
+    reason: str | None = None,
+    data: dict[str, object] | None = None,
+) -> AuditEvent:
+    """Build an event carrying the request context's actor, address and reason."""
+    return AuditEvent(
+        type=type_,
+        actor=context.actor,
+        subject=subject,
+        task_id=task_id,
+        token_hash=token_hash,
+        ip=context.ip,
+        zone=context.zone,
+        reason=reason or context.reason,
+        data=dict(data or {}),
+    )
+
+
+def record_revocations(
+    auditor: Auditor,
+    conn: Connection,
+    context: RequestContext,
+    revoked: dict[str, float],
+    *,
+    agent_id: str | None,
+    reason: str,
+) -> None:
+    """One ``token.revoked`` record per token, in the revoking transaction."""
+    for jti in sorted(revoked):
+        token_hash = auditor.token_hash(jti)
+        auditor.record_in(
+            conn, event("token.revoked", context, subject=agent_id, token_hash=token_hash, reason=reason)
+        )
