@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
+import string
 import struct
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -33,8 +35,37 @@ class DPoPProof:
     nonce: str | None
 
 
+_PERCENT_ENCODED = re.compile(r"%([0-9A-Fa-f]{2})")
+_UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
+
+
+def _normalise_percent(match: re.Match[str]) -> str:
+    """RFC 3986 §6.2.2.1-6.2.2.2: decode unreserved characters, upper-case the rest."""
+    char = chr(int(match.group(1), 16))
+    return char if char in _UNRESERVED else f"%{match.group(1).upper()}"
+
+
+def _remove_dot_segments(path: str) -> str:
+    """RFC 3986 §5.2.4, for an absolute path (or an empty one, which is ``/``)."""
+    segments = path.split("/")[1:] if path.startswith("/") else path.split("/")
+    output: list[str] = []
+    for index, segment in enumerate(segments):
+        last = index == len(segments) - 1
+        if segment in (".", ".."):
+            if segment == ".." and output:
+                output.pop()
+            if last:
+                output.append("")
+            continue
+        output.append(segment)
+    return "/" + "/".join(output)
+
+
 def normalise_htu(url: str) -> str:
-    """RFC 9449 §4.3 (9): compare URIs without query and fragment (RFC 3986 §6.2.2-6.2.3)."""
+    """RFC 9449 §4.3 (9): compare URIs without query and fragment (RFC 3986 §6.2.2-6.2.3).
+
+    Raises ``ValueError`` if ``url`` cannot be parsed (a bad port or IPv6 literal).
+    """
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     host = (parts.hostname or "").lower()
@@ -44,7 +75,8 @@ def normalise_htu(url: str) -> str:
     netloc = f"[{host}]" if ":" in host else host
     if port is not None:
         netloc = f"{netloc}:{port}"
-    return f"{scheme}://{netloc}{parts.path or '/'}"
+    path = _remove_dot_segments(_PERCENT_ENCODED.sub(_normalise_percent, parts.path))
+    return f"{scheme}://{netloc}{path}"
 
 
 def access_token_hash(access_token: str) -> str:
@@ -85,7 +117,11 @@ def verify_dpop_proof(
         raise JwsError("missing claim 'iat'")
     if htm != method.upper():
         raise JwsError(f"htm '{htm}' does not match the request method")
-    if normalise_htu(htu) != normalise_htu(url):
+    try:
+        htu_matches = normalise_htu(htu) == normalise_htu(url)
+    except ValueError as exc:
+        raise JwsError("htu is not a valid uri") from exc
+    if not htu_matches:
         raise JwsError("htu does not match the request uri")
     if iat > now + leeway or iat < now - max_age - leeway:
         raise JwsError("dpop proof iat is outside the acceptable window")
