@@ -65,7 +65,9 @@ class Auditor:
 
     def record_in(self, conn: Connection, event: AuditEvent) -> AuditRecord:
         now_ms = int(self._clock.now() * 1000)
-        return self._store.append(conn, [(event, self._ids.new("aud"), now_ms)])[0]
+        record = self._store.append(conn, [(event, self._ids.new("aud"), now_ms)])[0]
+        self.writer.note_appended(1)
+        return record
 
 
 def _log_failure(future: object) -> None:

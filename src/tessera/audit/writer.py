@@ -169,9 +169,14 @@ class AuditWriter:
                 log.exception("audit sink failed; the primary log is unaffected")
         return records
 
+    def note_appended(self, count: int) -> None:
+        """Count records appended outside the writer (in callers' transactions) toward a checkpoint."""
+        self._since_checkpoint += count
+
     def checkpoint_if_due(self) -> None:
-        """Called by the maintenance loop so a quiet log still gets its periodic checkpoint."""
-        if self._clock.now() - self._last_checkpoint_at >= self._checkpoint_interval:
+        """Called by the maintenance loop: a checkpoint every N records or T seconds, quiet or not."""
+        elapsed = self._clock.now() - self._last_checkpoint_at
+        if self._since_checkpoint >= self._checkpoint_every or elapsed >= self._checkpoint_interval:
             self.checkpoint()
 
     def _maybe_checkpoint(self) -> None:

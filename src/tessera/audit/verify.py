@@ -1,0 +1,216 @@
+"""Verifying the live store, exporting it, verifying an export offline, and pruning.
+
+An export is JSON Lines: a header line, then ``{"record": …}`` lines in chain
+order, then ``{"checkpoint": …}`` lines. It always starts right after a signed
+checkpoint (or the genesis) and ends at one, widening the requested range if
+needed, so that a machine with only the server's public JWKS can verify it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+
+from sqlalchemy import Engine, select
+
+from tessera.audit.chain import VerifyReport, verify_chain
+from tessera.audit.checkpoints import Checkpoint
+from tessera.audit.records import GENESIS_HASH, AuditRecord, iso_ms
+from tessera.identity.keys import PublicKey, allowed_algorithms, import_public_key
+from tessera.storage.audit import SqlAuditStore
+from tessera.storage.database import reading
+from tessera.storage.tables import audit_records
+
+EXPORT_TYPE = "tessera.audit.export"
+EXPORT_VERSION = 1
+KeyMap = dict[str, tuple[PublicKey, tuple[str, ...]]]
+_INDEXED = ("id", "ts_ms", "type", "subject", "task_id", "token_hash", "prev_hash")
+
+
+class ExportFormatError(Exception):
+    pass
+
+
+def keys_from_jwks(jwks: dict[str, Any]) -> KeyMap:
+    keys: KeyMap = {}
+    for jwk in jwks.get("keys", []):
+        if isinstance(jwk, dict) and isinstance(jwk.get("kid"), str) and allowed_algorithms(jwk):
+            algs = (jwk["alg"],) if jwk.get("alg") in allowed_algorithms(jwk) else allowed_algorithms(jwk)
+            keys[jwk["kid"]] = (
+                import_public_key({k: v for k, v in jwk.items() if not k.startswith("x-")}),
+                algs,
+            )
+    return keys
+
+
+def _indexed_mismatch(record: AuditRecord, row: dict[str, Any]) -> str | None:
+    for column in _INDEXED:
+        if row.get(column) != getattr(record, column):
+            return column
+    if row.get("actor_id") != record.actor.get("id") or row.get("outcome") != record.outcome:
+        return "actor_id/outcome"
+    if row.get("hash") != record.hash:
+        return "hash"
+    return None
+
+
+def verify_store(engine: Engine, keys: KeyMap, issuer: str | None) -> VerifyReport:
+    """Verify every record from the anchor to the head, with its checkpoints and index columns."""
+    store = SqlAuditStore()
+    with reading(engine) as conn:
+        head = store.head(conn)
+        checkpoints = store.checkpoints(conn, from_seq=head.anchor_seq)
+    mismatch: list[tuple[AuditRecord, str]] = []
+
+    def records() -> Iterator[AuditRecord]:
+        for record, row in store.iter_records(engine, from_seq=head.anchor_seq + 1):
+            column = _indexed_mismatch(record, row)
+            if column is not None:
+                mismatch.append((record, column))
+                return
+            yield record
+
+    report = verify_chain(
+        records(),
+        checkpoints,
+        keys=keys,
+        anchor_seq=head.anchor_seq,
+        anchor_hash=head.anchor_hash,
+        issuer=issuer,
+    )
+    if not report.ok:
+        return report
+    if mismatch:
+        record, column = mismatch[0]
+        return report.fail(f"record seq {record.seq} column '{column}' was edited", record)
+    last = report.last_seq if report.last_seq is not None else head.anchor_seq
+    if last != head.seq:
+        return report.fail(
+            f"the chain head is seq {head.seq} but the records end at seq {last} (records deleted)",
+            seq=last + 1,
+        )
+    return report
+
+
+@dataclass(frozen=True, slots=True)
+class ExportRange:
+    since_ms: int | None = None
+    until_ms: int | None = None
+
+
+def _bounds(engine: Engine, wanted: ExportRange) -> tuple[int, int, int, str] | None:
+    """Seq bounds ``(first, last)`` widened to checkpoints, plus the anchor ``(seq, hash)``."""
+    store = SqlAuditStore()
+    with reading(engine) as conn:
+        head = store.head(conn)
+        query = select(audit_records.c.seq).where(audit_records.c.seq > head.anchor_seq)
+        if wanted.since_ms is not None:
+            query = query.where(audit_records.c.ts_ms >= wanted.since_ms)
+        if wanted.until_ms is not None:
+            query = query.where(audit_records.c.ts_ms < wanted.until_ms)
+        first = conn.execute(query.order_by(audit_records.c.seq).limit(1)).scalar()
+        last = conn.execute(query.order_by(audit_records.c.seq.desc()).limit(1)).scalar()
+        if first is None or last is None:
+            return None
+        checkpoints = store.checkpoints(conn, from_seq=head.anchor_seq)
+    before = [c for c in checkpoints if c.seq < first]
+    anchor_seq, anchor_hash = (
+        (before[-1].seq, before[-1].head_hash) if before else (head.anchor_seq, head.anchor_hash)
+    )
+    after = [c.seq for c in checkpoints if c.seq >= last]
+    end = after[0] if after else last
+    return anchor_seq + 1, end, anchor_seq, anchor_hash
+
+
+def export_lines(engine: Engine, *, issuer: str, wanted: ExportRange, now_ms: int) -> Iterator[str]:
+    store = SqlAuditStore()
+    bounds = _bounds(engine, wanted)
+    if bounds is None:
+        with reading(engine) as conn:
+            head = store.head(conn)
+        first, last, anchor_seq, anchor_hash = head.seq + 1, head.seq, head.seq, head.hash
+    else:
+        first, last, anchor_seq, anchor_hash = bounds
+    header = {
+        "type": EXPORT_TYPE,
+        "version": EXPORT_VERSION,
+        "issuer": issuer,
+        "exported_at": iso_ms(now_ms),
+        "anchor": {"seq": anchor_seq, "hash": anchor_hash},
+        "first_seq": first,
+        "last_seq": last,
+        "requested": {
+            "since": iso_ms(wanted.since_ms) if wanted.since_ms is not None else None,
+            "until": iso_ms(wanted.until_ms) if wanted.until_ms is not None else None,
+        },
+    }
+    yield json.dumps(header, sort_keys=True)
+    if last >= first:
+        for record, _row in store.iter_records(engine, from_seq=first, to_seq=last):
+            yield json.dumps({"record": record.as_dict()}, sort_keys=True, ensure_ascii=False)
+    with reading(engine) as conn:
+        checkpoints = store.checkpoints(conn, from_seq=anchor_seq, to_seq=max(last, anchor_seq))
+    for checkpoint in checkpoints:
+        yield json.dumps({"checkpoint": checkpoint.as_dict()}, sort_keys=True)
+
+
+def _record_from_export(data: dict[str, Any]) -> AuditRecord:
+    content = dict(data)
+    content.pop("time", None)
+    record_hash = content.pop("hash", "")
+    try:
+        return AuditRecord.from_body(content, str(record_hash))
+    except TypeError as exc:
+        raise ExportFormatError(f"malformed record: {exc}") from exc
+
+
+def verify_export(lines: Iterable[str], keys: KeyMap) -> VerifyReport:
+    """Verify an export with only the server's public keys (offline)."""
+    iterator = iter(lines)
+    try:
+        header = json.loads(next(iterator))
+    except (StopIteration, ValueError) as exc:
+        raise ExportFormatError("export is empty or its header is not json") from exc
+    if not isinstance(header, dict) or header.get("type") != EXPORT_TYPE:
+        raise ExportFormatError("not a tessera audit export")
+    records: list[AuditRecord] = []
+    checkpoints: list[Checkpoint] = []
+    for number, line in enumerate(iterator, start=2):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except ValueError as exc:
+            raise ExportFormatError(f"line {number} is not json") from exc
+        if "record" in item:
+            records.append(_record_from_export(item["record"]))
+        elif "checkpoint" in item:
+            checkpoints.append(Checkpoint(**item["checkpoint"]))
+        else:
+            raise ExportFormatError(f"line {number} is neither a record nor a checkpoint")
+    anchor = header.get("anchor") or {}
+    anchor_seq, anchor_hash = int(anchor.get("seq", 0)), str(anchor.get("hash", GENESIS_HASH))
+    report = verify_chain(
+        records,
+        checkpoints,
+        keys=keys,
+        anchor_seq=anchor_seq,
+        anchor_hash=anchor_hash,
+        issuer=header.get("issuer"),
+    )
+    if report.ok and anchor_seq > 0 and not any(c.seq == anchor_seq for c in checkpoints):
+        return report.fail(
+            f"the export's anchor at seq {anchor_seq} has no signed checkpoint", seq=anchor_seq
+        )
+    if report.ok and header.get("last_seq") is not None and records and records[-1].seq != header["last_seq"]:
+        return report.fail(
+            "the export ends before its declared last record (records deleted)", seq=records[-1].seq
+        )
+    return report
+
+
+def read_lines(handle: IO[str]) -> Iterator[str]:
+    for line in handle:
+        yield line.rstrip("\n")
