@@ -49,6 +49,16 @@ class Settings(BaseSettings):
     audit_checkpoint_interval: float = Field(default=60.0, gt=0)
     audit_batch_delay_ms: float = Field(default=2.0, ge=0, le=100)
     audit_ack_timeout: float = Field(default=10.0, gt=0, le=120)
+    audit_decisions_fail_open: bool = Field(
+        default=False, description="if the audit log is down, decisions still answer (logged loudly)"
+    )
+    audit_file_sink: Path | None = Field(default=None, description="forward records to this JSONL file")
+    audit_file_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    audit_file_backups: int = Field(default=5, ge=0, le=100)
+    audit_http_sink_url: str | None = Field(default=None, description="forward records to this URL")
+    audit_http_sink_token: SecretStr | None = Field(
+        default=None, description="bearer token for the HTTP sink"
+    )
 
     max_request_bytes: int = Field(default=64 * 1024, ge=1024)
     max_token_bytes: int = Field(default=8 * 1024, ge=512)

@@ -15,6 +15,7 @@ from sqlalchemy import Engine, delete
 
 from tessera.audit.records import SecretHasher
 from tessera.audit.service import Auditor
+from tessera.audit.sinks import HttpSink, JsonlFileSink
 from tessera.audit.writer import AuditWriter, CheckpointSigner
 from tessera.clock import Clock, SystemClock
 from tessera.config import Settings
@@ -140,6 +141,7 @@ class Runtime:
         self.introspector = Introspector(self.validator, self.auditor)
         self.revoker = Revoker(self.engine, self.clock, self.validator, self.revocation, self.auditor)
         self.follower: ChangeFollower | None = None
+        self._http_sink: HttpSink | None = None
         self._stop = threading.Event()
         self._maintenance: threading.Thread | None = None
 
@@ -176,6 +178,7 @@ class Runtime:
         self.follower.on(AGENT_CHANGED, self.revocation.on_agent_changed)
         self.follower.on(ADMIN_CHANGED, lambda _change: self.admin.load())
         if background:
+            self._start_sinks()
             self.audit_writer.start()
             self.follower.start()
             self._maintenance = threading.Thread(
@@ -183,6 +186,23 @@ class Runtime:
             )
             self._maintenance.start()
         return created
+
+    def _start_sinks(self) -> None:
+        settings = self.settings
+        if settings.audit_file_sink is not None:
+            self.audit_writer.add_sink(
+                JsonlFileSink(
+                    settings.audit_file_sink,
+                    max_bytes=settings.audit_file_max_bytes,
+                    backups=settings.audit_file_backups,
+                )
+            )
+        if settings.audit_http_sink_url:
+            token = settings.audit_http_sink_token
+            headers = {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {}
+            self._http_sink = HttpSink(settings.audit_http_sink_url, headers=headers)
+            self._http_sink.start()
+            self.audit_writer.add_sink(self._http_sink)
 
     def maintain(self) -> None:
         """Scheduled work: key rotation, and pruning expired single-use values and old changes."""
@@ -215,6 +235,8 @@ class Runtime:
     def stop(self) -> None:
         self._stop.set()
         self.audit_writer.stop()
+        if self._http_sink is not None:
+            self._http_sink.stop()
         if self.follower is not None:
             self.follower.stop()
         if self._maintenance is not None:

@@ -59,6 +59,24 @@ class Auditor:
         except AuditUnavailable as exc:
             raise ServiceUnavailable(f"audit log cannot be written; '{event.type}' refused") from exc
 
+    def record_decision(self, event: AuditEvent, *, fail_open: bool) -> AuditRecord | None:
+        """A decision's record: durable, or (only with ``fail_open``) logged loudly and skipped.
+
+        With ``fail_open`` off, the default, an unwritable log raises and the
+        caller must answer deny.
+        """
+        try:
+            return self.writer.record(event)
+        except AuditUnavailable as exc:
+            if not fail_open:
+                raise ServiceUnavailable("audit log cannot be written; decision denied") from exc
+            log.critical(
+                "AUDIT FAIL-OPEN: decision for subject %s answered WITHOUT an audit record (%s)",
+                event.subject,
+                exc,
+            )
+            return None
+
     def record_async(self, event: AuditEvent) -> None:
         future = self.writer.submit(event)
         future.add_done_callback(_log_failure)

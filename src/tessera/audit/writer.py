@@ -94,10 +94,8 @@ class AuditWriter:
         future: Future[AuditRecord] = Future()
         if self._thread is None or not self._thread.is_alive():
             # Not started (tests, CLI tools): write synchronously, same guarantees.
-            try:
-                future.set_result(self._commit([(event, future)])[0])
-            except AuditUnavailable as exc:
-                future.set_exception(exc)
+            with contextlib.suppress(AuditUnavailable):  # _commit settles the future either way
+                self._commit([(event, future)])
             return future
         self._queue.put((event, future))
         return future
