@@ -30,6 +30,9 @@ class ServerProcess:
     env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    #: the ASGI application factory uvicorn serves (another app, e.g. a resource server, for SDK tests)
+    app: str = "tessera.server.app:create_app"
+    health_path: str = "/healthz"
 
     @property
     def url(self) -> str:
@@ -61,7 +64,7 @@ class ServerProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited early: {self.log_tail()}")
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200:
+                if httpx.get(f"{self.url}{self.health_path}", timeout=1.0).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass
@@ -81,7 +84,7 @@ class ServerProcess:
                 "-m",
                 "uvicorn",
                 "--factory",
-                "tessera.server.app:create_app",
+                self.app,
                 "--host",
                 "127.0.0.1",
                 "--port",

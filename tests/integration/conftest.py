@@ -1,0 +1,53 @@
+"""Fixtures for integration tests: replicas sharing one database, a long-lived SQLite server."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import ServerProcess
+
+Replicas = tuple[ServerProcess, ServerProcess]
+
+
+@pytest.fixture
+def start_replicas(tmp_path: Path, database_url: str) -> Iterator[Callable[..., Replicas]]:
+    """Start two server processes behind one issuer, sharing a database, master key and admin token.
+
+    As replicas behind a load balancer: both answer for the same issuer identifier (the
+    first one's URL), so an assertion or DPoP proof made for one is valid at the other.
+    On SQLite they share one WAL-mode file. Keyword arguments are extra ``TESSERA_*``
+    settings for both.
+    """
+    started: list[ServerProcess] = []
+
+    def start(**settings: str) -> Replicas:
+        home = tmp_path / f"home{len(started)}"
+        first = ServerProcess(home=home, database_url=database_url)
+        env = {"TESSERA_ISSUER": first.url, **settings}
+        first.env.update(env)
+        second = ServerProcess(home=home, database_url=database_url, env=dict(env))
+        for proc in (first, second):
+            started.append(proc)
+            proc.start()
+        return first, second
+
+    yield start
+    for proc in reversed(started):
+        proc.stop()
+
+
+@pytest.fixture
+def replicas(start_replicas: Callable[..., Replicas]) -> Replicas:
+    return start_replicas()
+
+
+@pytest.fixture(scope="module")
+def sqlite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One server on SQLite for a whole module, for checks that do not depend on the store."""
+    base = tmp_path_factory.mktemp("server")
+    proc = ServerProcess(home=base / "home", database_url=f"sqlite:///{base / 'tessera.db'}").start()
+    yield proc
+    proc.stop()
