@@ -1,0 +1,129 @@
+"""Single-use values are single use across replicas (DESIGN.md security invariants).
+
+One client assertion (RFC 7523 §3 ``jti``, RFC 7521 §4.2) or one DPoP proof
+(RFC 9449 §11.1) is sent at the same moment to two server processes that share
+one database: PostgreSQL, and SQLite in WAL mode shared by both processes.
+Exactly one request wins; the other is refused.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from tessera.sdk.proofs import client_assertion, dpop_proof, load_private_jwk
+from tests.integration.helpers import ASSERTION_TYPE, assert_error, register_agent
+from tests.support import ServerProcess
+
+pytestmark = pytest.mark.integration
+
+ROUNDS = 4
+
+
+def race(
+    servers: tuple[ServerProcess, ServerProcess], send: Callable[[httpx.Client], httpx.Response]
+) -> list[httpx.Response]:
+    """Call ``send`` against both servers at once (warm keep-alive connections, one barrier)."""
+    clients = [httpx.Client(base_url=s.url, timeout=30) for s in servers]
+    for client in clients:
+        assert client.get("/healthz").status_code == 200  # open the connection before the race
+    barrier = threading.Barrier(len(clients))
+    results: list[httpx.Response | BaseException | None] = [None] * len(clients)
+
+    def run(index: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            results[index] = send(clients[index])
+        except BaseException as exc:
+            results[index] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(clients))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    for client in clients:
+        client.close()
+    responses: list[httpx.Response] = []
+    for result in results:
+        if not isinstance(result, httpx.Response):
+            raise AssertionError(f"request did not complete: {result!r}")
+        responses.append(result)
+    return responses
+
+
+def winner_and_loser(responses: list[httpx.Response]) -> httpx.Response:
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses[0] == 200, [r.text for r in responses]
+    assert statuses.count(200) == 1, "both replicas accepted the same single-use value"
+    return next(r for r in responses if r.status_code != 200)
+
+
+@pytest.fixture
+def agent(replicas: tuple[ServerProcess, ServerProcess]) -> tuple[str, Any, str, str]:
+    first, _ = replicas
+    with first.admin() as admin:
+        agent_id, private_jwk, _ = register_agent(admin, "racer", scopes=["jobs:run"])
+    key, kid, alg = load_private_jwk(private_jwk)
+    return agent_id, key, kid, alg
+
+
+def test_one_client_assertion_wins_on_one_replica_only(
+    replicas: tuple[ServerProcess, ServerProcess], agent: tuple[str, Any, str, str]
+) -> None:
+    agent_id, key, kid, alg = agent
+    issuer = replicas[0].url
+    for _ in range(ROUNDS):
+        assertion = client_assertion(key, kid, alg, client_id=agent_id, audience=issuer)
+        form = {
+            "grant_type": "client_credentials",
+            "client_assertion_type": ASSERTION_TYPE,
+            "client_assertion": assertion,
+        }
+        responses = race(replicas, lambda client, form=form: client.post("/oauth2/token", data=form))
+        loser = winner_and_loser(responses)
+        body = assert_error(loser, 401, "invalid_client")
+        assert "already been used" in body["error_description"]
+
+
+def test_one_dpop_proof_wins_on_one_replica_only(
+    replicas: tuple[ServerProcess, ServerProcess], agent: tuple[str, Any, str, str]
+) -> None:
+    agent_id, key, kid, alg = agent
+    issuer = replicas[0].url
+    for _ in range(ROUNDS):
+        proof = dpop_proof(key, alg, method="POST", url=f"{issuer}/oauth2/token")
+
+        def send(client: httpx.Client, proof: str = proof) -> httpx.Response:
+            # A fresh assertion per request, so only the proof is shared.
+            form = {
+                "grant_type": "client_credentials",
+                "client_assertion_type": ASSERTION_TYPE,
+                "client_assertion": client_assertion(key, kid, alg, client_id=agent_id, audience=issuer),
+            }
+            return client.post("/oauth2/token", data=form, headers={"DPoP": proof})
+
+        loser = winner_and_loser(race(replicas, send))
+        body = assert_error(loser, 400, "invalid_dpop_proof")
+        assert "already been used" in body["error_description"]
+
+
+def test_client_assertion_at_introspection_is_single_use_across_replicas(
+    replicas: tuple[ServerProcess, ServerProcess], agent: tuple[str, Any, str, str]
+) -> None:
+    agent_id, key, kid, alg = agent
+    issuer = replicas[0].url
+    form = {
+        "token": "any-token",
+        "client_assertion_type": ASSERTION_TYPE,
+        "client_assertion": client_assertion(key, kid, alg, client_id=agent_id, audience=issuer),
+    }
+    responses = race(replicas, lambda client: client.post("/oauth2/introspect", data=form))
+    loser = winner_and_loser(responses)
+    assert_error(loser, 401, "invalid_client")
+    winner = next(r for r in responses if r.status_code == 200)
+    assert winner.json() == {"active": False}
