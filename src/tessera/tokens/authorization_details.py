@@ -20,8 +20,8 @@ from tessera.errors import InvalidAuthorizationDetails
 AGENT_TASK = "agent_task"
 MAX_BYTES = 8192
 MAX_ITEMS = 32
-TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
-ACTION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
+TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}")
+ACTION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}")
 _FIELDS = {"type", "task_id", "purpose", "resources", "actions"}
 
 
@@ -32,7 +32,7 @@ def _string_list(detail: dict[str, Any], name: str, pattern: re.Pattern[str] | N
             f"agent_task '{name}' must be an array of at most {MAX_ITEMS} strings"
         )
     for item in value:
-        if not item or len(item) > 512 or (pattern is not None and not pattern.match(item)):
+        if not item or len(item) > 512 or (pattern is not None and not pattern.fullmatch(item)):
             raise InvalidAuthorizationDetails(f"agent_task {name[:-1]} '{item[:60]}' is not valid")
     return list(dict.fromkeys(value))
 
@@ -42,7 +42,7 @@ def _agent_task(detail: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise InvalidAuthorizationDetails(f"agent_task has unknown field '{sorted(unknown)[0][:40]}'")
     task_id = detail.get("task_id")
-    if not isinstance(task_id, str) or not TASK_ID.match(task_id):
+    if not isinstance(task_id, str) or not TASK_ID.fullmatch(task_id):
         raise InvalidAuthorizationDetails("agent_task needs a task_id of 1-128 characters [A-Za-z0-9._:/-]")
     purpose = detail.get("purpose")
     if not isinstance(purpose, str) or not purpose.strip() or len(purpose) > 500:
@@ -68,7 +68,7 @@ def parse_authorization_details(raw: str | None) -> list[dict[str, Any]]:
         raise InvalidAuthorizationDetails(f"authorization_details exceeds {MAX_BYTES} bytes")
     try:
         value = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise InvalidAuthorizationDetails("authorization_details is not valid json") from exc
     if not isinstance(value, list) or not value:
         raise InvalidAuthorizationDetails("authorization_details must be a non-empty json array")
