@@ -21,7 +21,7 @@ from tessera.tokens.requests import TokenRequest
 
 GRANT_TYPE = "client_credentials"
 MAX_RESOURCES = 10
-_ABSOLUTE_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:[^\s#]+$")
+_ABSOLUTE_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s#]+")
 
 
 def requested_scopes(raw: str | None, agent: Agent) -> tuple[str, ...]:
@@ -30,7 +30,7 @@ def requested_scopes(raw: str | None, agent: Agent) -> tuple[str, ...]:
         return agent.scopes
     asked = tuple(dict.fromkeys(raw.split()))
     for scope in asked:
-        if not SCOPE_TOKEN.match(scope):
+        if not SCOPE_TOKEN.fullmatch(scope):
             raise InvalidScope(f"malformed scope '{scope[:60]}'")
         if scope not in agent.scopes:
             raise InvalidScope(f"scope '{scope[:60]}' is not granted to agent '{agent.id}'")
@@ -44,7 +44,7 @@ def requested_audience(resources: tuple[str, ...], default: str) -> tuple[str, .
     if len(resources) > MAX_RESOURCES:
         raise InvalidTarget(f"at most {MAX_RESOURCES} resource parameters")
     for resource in resources:
-        if len(resource) > 512 or not _ABSOLUTE_URI.match(resource):
+        if len(resource) > 512 or not _ABSOLUTE_URI.fullmatch(resource):
             raise InvalidTarget(f"resource '{resource[:80]}' is not an absolute uri without a fragment")
     return tuple(dict.fromkeys(resources))
 
@@ -53,7 +53,8 @@ def requested_ttl(raw: str | None, agent: Agent, default: int, cap: int) -> int:
     ceiling = min(agent.max_ttl, cap)
     if raw is None:
         return min(default, ceiling)
-    if not raw.isdigit() or not 1 <= int(raw) <= 86400:
+    # isascii: str.isdigit() also accepts '²' and other digits int() refuses or reads oddly.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 5 or not 1 <= int(raw) <= 86400:
         raise InvalidRequest(f"expires_in '{raw[:20]}' must be a positive number of seconds")
     return min(int(raw), ceiling)
 
