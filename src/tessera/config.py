@@ -60,6 +60,12 @@ class Settings(BaseSettings):
         default=None, description="bearer token for the HTTP sink"
     )
 
+    network_zones: dict[str, str] = Field(
+        default_factory=lambda: {"127.0.0.0/8": "local", "::1/128": "local"},
+        description="CIDR → zone name, for context.network_zone",
+    )
+    policy_timeout_ms: float = Field(default=100.0, gt=0, le=10_000)
+
     max_request_bytes: int = Field(default=64 * 1024, ge=1024)
     max_token_bytes: int = Field(default=8 * 1024, ge=512)
 

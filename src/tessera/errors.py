@@ -75,6 +75,13 @@ class InvalidAuthorizationDetails(TesseraError):
     status = 400
 
 
+class AccessDenied(TesseraError):
+    """The request is understood but policy refuses it (RFC 6749 §4.1.2.1's code, as CIBA uses it)."""
+
+    error = "access_denied"
+    status = 400
+
+
 class UnsupportedTokenType(TesseraError):
     """RFC 7009 §2.2.1."""
 

@@ -19,11 +19,16 @@ from tessera.audit.sinks import HttpSink, JsonlFileSink
 from tessera.audit.writer import AuditWriter, CheckpointSigner
 from tessera.clock import Clock, SystemClock
 from tessera.config import Settings
-from tessera.events.change_feed import ChangeFollower, latest_seq
+from tessera.events.change_feed import Change, ChangeFollower, latest_seq
 from tessera.identity.admin_credentials import ADMIN_CHANGED, AdminCredentials
 from tessera.identity.agents import Agent
 from tessera.identity.service import AgentService
 from tessera.ids import IdGenerator, RandomIds
+from tessera.policy.context import ContextBuilder
+from tessera.policy.entities import EntityIndex
+from tessera.policy.issuance import IssuancePolicy
+from tessera.policy.pdp import PolicyDecisionPoint
+from tessera.policy.service import POLICY_CHANGED, RESOURCE_CHANGED, PolicyService, ResourceService
 from tessera.storage.agents import SqlAgentRepository
 from tessera.storage.database import create_database_engine, migrate, reading, writing
 from tessera.storage.single_use import SqlSingleUseStore
@@ -83,6 +88,13 @@ class Runtime:
         )
         self._keyring = KeyRing([], grace)
         self.revocation = RevocationState()
+        self.entities = EntityIndex()
+        self.pdp = PolicyDecisionPoint(
+            self.clock, self.ids, self.entities, timeout_ms=settings.policy_timeout_ms
+        )
+        self.contexts = ContextBuilder(settings.network_zones)
+        self.policies = PolicyService(self.engine, self.clock, self.pdp, self.auditor)
+        self.resources = ResourceService(self.engine, self.clock, self.pdp, self.auditor)
         self.admin = AdminCredentials(self.engine, self.clock)
         self.agent_repository = SqlAgentRepository()
         self.agents = AgentService(
@@ -95,6 +107,7 @@ class Runtime:
             ttl_cap=settings.max_access_token_ttl,
             allow_client_secret=settings.allow_client_secret,
             auditor=self.auditor,
+            listeners=[self.entities.put_agent],
         )
         self.authenticator = ClientAuthenticator(
             issuer=self.issuer,
@@ -121,6 +134,7 @@ class Runtime:
                     audience_default=self.issuer,
                     default_ttl=settings.access_token_ttl,
                     max_ttl=settings.max_access_token_ttl,
+                    policy=IssuancePolicy(self.pdp, self.contexts, self.clock),
                 )
             ],
             token_endpoint_url=settings.token_endpoint,
@@ -155,6 +169,11 @@ class Runtime:
     def reload_keys(self) -> None:
         self._keyring = self.keys.load()
 
+    def _reload_agent_entity(self, change: Change) -> None:
+        agent = self.agents.find(change.subject)
+        if agent is not None:
+            self.entities.put_agent(agent)
+
     def lookup_agent(self, agent_id: str) -> Agent | None:
         return self.agents.find(agent_id)
 
@@ -165,6 +184,9 @@ class Runtime:
         self.keys.ensure_signing_key()
         self.reload_keys()
         self.revocation.load(self.engine, self.clock.now())
+        self.entities.set_agents(self.agents.list())
+        self.resources.load()
+        self.policies.ensure_active()
         settings = self.settings
         created = self.admin.bootstrap(
             settings.admin_token_path,
@@ -177,6 +199,9 @@ class Runtime:
         self.follower.on(TOKENS_REVOKED, self.revocation.on_tokens_revoked)
         self.follower.on(AGENT_CHANGED, self.revocation.on_agent_changed)
         self.follower.on(ADMIN_CHANGED, lambda _change: self.admin.load())
+        self.follower.on(AGENT_CHANGED, self._reload_agent_entity)
+        self.follower.on(POLICY_CHANGED, self.policies.on_change)
+        self.follower.on(RESOURCE_CHANGED, self.resources.on_change)
         if background:
             self._start_sinks()
             self.audit_writer.start()

@@ -103,6 +103,10 @@ def event(
     token_hash: str | None = None,
     reason: str | None = None,
     data: dict[str, object] | None = None,
+    outcome: str | None = None,
+    policies: tuple[str, ...] = (),
+    policy_version: str | None = None,
+    decision_id: str | None = None,
 ) -> AuditEvent:
     """Build an event carrying the request context's actor, address and reason."""
     return AuditEvent(
@@ -115,6 +119,10 @@ def event(
         zone=context.zone,
         reason=reason or context.reason,
         data=dict(data or {}),
+        outcome=outcome,
+        policies=policies,
+        policy_version=policy_version,
+        decision_id=decision_id,
     )
 
 

@@ -8,6 +8,7 @@ workers follow through the feed.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -86,6 +87,7 @@ class AgentService:
         ttl_cap: int,
         allow_client_secret: bool,
         auditor: Auditor | None = None,
+        listeners: list[Callable[[Agent], None]] | None = None,
     ) -> None:
         self._engine = engine
         self._repo = repository
@@ -97,6 +99,15 @@ class AgentService:
         self._allow_client_secret = allow_client_secret
         self._hasher = PasswordHasher()
         self._auditor = auditor
+        self._listeners = list(listeners or [])
+
+    def add_listener(self, listener: Callable[[Agent], None]) -> None:
+        """Called with the agent after each committed change, in this worker."""
+        self._listeners.append(listener)
+
+    def _notify(self, agent: Agent) -> None:
+        for listener in self._listeners:
+            listener(agent)
 
     def _audit(
         self, conn: Connection, type_: str, context: RequestContext, agent_id: str, **data: Any
@@ -168,6 +179,7 @@ class AgentService:
                 kids=[k.kid for k in keys],
             )
         self._revocation.set_agent(agent.id, agent.state, agent.expires_at)
+        self._notify(agent)
         return agent
 
     def transition(
@@ -207,6 +219,7 @@ class AgentService:
                 )
         self._revocation.set_agent(agent_id, state, updated.expires_at)
         self._revocation.mark_revoked(revoked)
+        self._notify(updated)
         return TransitionResult(updated, len(revoked))
 
     def add_key(

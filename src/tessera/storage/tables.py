@@ -170,3 +170,25 @@ audit_head = Table(
     Column("anchor_seq", BigInteger, nullable=False),
     Column("anchor_hash", String(64), nullable=False),
 )
+
+# --- policy (tessera.policy) ----------------------------------------------------------------
+
+policy_bundles = Table(
+    "policy_bundles",
+    metadata,
+    Column("version", String(64), primary_key=True),
+    Column("files", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("activated_at", Float, nullable=True),
+)
+
+resources = Table(
+    "resources",
+    metadata,
+    Column("type", String(128), primary_key=True),
+    Column("id", String(256), primary_key=True),
+    Column("attributes", JSON, nullable=False),
+    Column("parents", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)

@@ -87,6 +87,10 @@ class TokenEndpoint:
                     subject=agent.id,
                     task_id=issued.task_id,
                     token_hash=self._auditor.token_hash(issued.jti),
+                    outcome="permit" if issued.policy_version else None,
+                    policies=issued.policies,
+                    policy_version=issued.policy_version,
+                    decision_id=",".join(issued.decision_ids) or None,
                     data={
                         "grant_type": request.grant_type,
                         "scope": issued.scope,

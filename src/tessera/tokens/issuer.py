@@ -43,6 +43,9 @@ class TokenGrant:
     client_single_use: SingleUse | None = None
     dpop_single_use: SingleUse | None = None
     extra_claims: dict[str, Any] = field(default_factory=dict)
+    policy_version: str | None = None
+    policies: tuple[str, ...] = ()
+    decision_ids: tuple[str, ...] = ()
 
     @property
     def task_id(self) -> str | None:
@@ -61,6 +64,9 @@ class IssuedToken:
     jti: str
     authorization_details: tuple[dict[str, Any], ...] = ()
     audience: tuple[str, ...] = ()
+    policy_version: str | None = None
+    policies: tuple[str, ...] = ()
+    decision_ids: tuple[str, ...] = ()
 
     @property
     def task_id(self) -> str | None:
@@ -176,4 +182,7 @@ class TokenIssuer:
             jti=jti,
             authorization_details=grant.authorization_details,
             audience=grant.audience,
+            policy_version=grant.policy_version,
+            policies=grant.policies,
+            decision_ids=grant.decision_ids,
         )

@@ -9,10 +9,12 @@ The agent authenticates with ``private_key_jwt`` (RFC 7523 §2.2) and may ask fo
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from tessera.clock import Clock
 from tessera.errors import InvalidDPoPProof, InvalidRequest, InvalidScope, InvalidTarget, UnauthorizedClient
 from tessera.identity.agents import SCOPE_TOKEN, Agent
+from tessera.policy.issuance import IssuancePolicy
 from tessera.tokens.authorization_details import parse_authorization_details
 from tessera.tokens.client_auth import AuthenticatedClient
 from tessera.tokens.grants import ProofOfPossession
@@ -63,13 +65,21 @@ class ClientCredentialsGrant:
     grant_type = GRANT_TYPE
 
     def __init__(
-        self, issuer: TokenIssuer, clock: Clock, *, audience_default: str, default_ttl: int, max_ttl: int
+        self,
+        issuer: TokenIssuer,
+        clock: Clock,
+        *,
+        audience_default: str,
+        default_ttl: int,
+        max_ttl: int,
+        policy: IssuancePolicy | None = None,
     ) -> None:
         self._issuer = issuer
         self._clock = clock
         self._audience_default = audience_default
         self._default_ttl = default_ttl
         self._max_ttl = max_ttl
+        self._policy = policy
 
     def can_handle(self, request: TokenRequest) -> bool:
         return request.grant_type == GRANT_TYPE
@@ -96,4 +106,19 @@ class ClientCredentialsGrant:
             client_single_use=client.single_use,
             dpop_single_use=pop.single_use if pop else None,
         )
+        if self._policy is not None:
+            verdict = self._policy.check(
+                agent,
+                scopes=grant.scopes,
+                audience=grant.audience,
+                authorization_details=grant.authorization_details,
+                client_ip=request.client_ip,
+            )
+            grant = replace(
+                grant,
+                ttl=verdict.cap_ttl(grant.ttl),
+                policy_version=verdict.policy_version,
+                policies=verdict.policies,
+                decision_ids=verdict.decision_ids,
+            )
         return self._issuer.issue(grant)

@@ -1,0 +1,1 @@
+"""Policy decisions: Cedar bundles, an entity index, context, the PDP and its explanations."""

@@ -1,0 +1,131 @@
+"""Compiling a bundle: parse and validate once, keep pre-parsed handles for decisions.
+
+Each policy's id is its ``@id`` annotation, or ``file.cedar:LINE`` without one,
+so decisions name policies the way their authors do. Other annotations
+(``@approval``, ``@max_ttl``…) are kept: they become obligations when their
+policy determines a permit.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import cedarpy
+
+from tessera.errors import ValidationFailed
+from tessera.policy.bundle import ENTITIES_FILE, Bundle, Problem
+from tessera.policy.source import split_policies
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyMeta:
+    id: str
+    effect: str
+    file: str
+    line: int
+    annotations: dict[str, str]
+
+
+@dataclass(frozen=True)
+class CompiledBundle:
+    bundle: Bundle
+    policy_set: Any
+    schema: Any
+    policies: dict[str, PolicyMeta]
+    static_entities: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def version(self) -> str:
+        return self.bundle.version
+
+
+class BundleInvalid(ValidationFailed):
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        first = str(problems[0]) if problems else "invalid bundle"
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        super().__init__(first + more)
+
+
+def _parse_schema(bundle: Bundle, problems: list[Problem]) -> Any:
+    name = bundle.schema_file
+    text = bundle.schema_text
+    if name is None or text is None:
+        problems.append(Problem("schema.cedarschema", None, "missing schema"))
+        return None
+    try:
+        if name.endswith(".json"):
+            return cedarpy.Schema.from_json_str(text)
+        return cedarpy.Schema.from_str(text)
+    except ValueError as exc:
+        problems.append(Problem(name, None, f"schema does not parse: {exc}"))
+        return None
+
+
+def _policies_of_file(
+    name: str, text: str, problems: list[Problem]
+) -> list[tuple[PolicyMeta, dict[str, Any]]]:
+    found: list[tuple[PolicyMeta, dict[str, Any]]] = []
+    for source in split_policies(text):
+        try:
+            est = json.loads(cedarpy.policies_to_json_str(source.text))
+        except ValueError as exc:
+            problems.append(Problem(name, source.line, str(exc)))
+            continue
+        static = est.get("staticPolicies", {})
+        if est.get("templates"):
+            problems.append(Problem(name, source.line, "policy templates are not supported in bundles"))
+            continue
+        for policy in static.values():
+            annotations = {str(k): str(v) for k, v in (policy.get("annotations") or {}).items()}
+            policy_id = annotations.get("id") or f"{name}:{source.line}"
+            meta = PolicyMeta(policy_id, str(policy.get("effect")), name, source.line, annotations)
+            found.append((meta, policy))
+    return found
+
+
+def _validate_file(name: str, text: str, schema: Any, problems: list[Problem]) -> None:
+    lines = {f"policy{p.index}": p.line for p in split_policies(text)}
+    result = cedarpy.validate_policies(text, schema)
+    for error in result.errors:
+        problems.append(Problem(name, lines.get(error.policy_id), error.error))
+
+
+def compile_bundle(bundle: Bundle) -> CompiledBundle:
+    """Parse, validate against the schema and index a bundle; raise ``BundleInvalid`` on any problem."""
+    problems: list[Problem] = []
+    schema = _parse_schema(bundle, problems)
+    policies: dict[str, PolicyMeta] = {}
+    static: dict[str, dict[str, Any]] = {}
+    for name in bundle.policy_files:
+        text = bundle.files[name]
+        for meta, est in _policies_of_file(name, text, problems):
+            if meta.id in policies:
+                other = policies[meta.id]
+                problems.append(
+                    Problem(
+                        name, meta.line, f"duplicate policy id '{meta.id}' (also {other.file}:{other.line})"
+                    )
+                )
+                continue
+            policies[meta.id] = meta
+            static[meta.id] = est
+        if schema is not None and not any(p.file == name for p in problems):
+            _validate_file(name, text, schema, problems)
+    entities: list[dict[str, Any]] = []
+    try:
+        entities = bundle.static_entities()
+        if schema is not None and entities:
+            cedarpy.Entities.from_json_str(json.dumps(entities), schema)
+    except ValidationFailed as exc:
+        problems.append(Problem(ENTITIES_FILE, None, exc.description))
+    except ValueError as exc:
+        problems.append(Problem(ENTITIES_FILE, None, str(exc)))
+    if problems:
+        raise BundleInvalid(problems)
+    policy_set = cedarpy.PolicySet.from_json_str(
+        json.dumps({"staticPolicies": static, "templates": {}, "templateLinks": []})
+    )
+    return CompiledBundle(bundle, policy_set, schema, policies, entities)

@@ -1,0 +1,97 @@
+"""The context the PDP adds to every request (all declared in the starter schema).
+
+=================  ======================================================
+``time``           ``{"hour": 0-23, "weekday": "Mon"…"Sun"}`` in UTC
+``agent_state``    the principal agent's lifecycle state (or ``"unknown"``)
+``risk``           the agent's risk score 0-100 (0 until detection exists)
+``task_id``        the token's ``agent_task`` task id (``""`` if none)
+``purpose``        the token's task purpose (``""`` if none)
+``delegation_depth`` how many actors the token's delegation chain holds (0)
+``network_zone``   the zone of ``client_ip`` in the configured CIDR table
+``client_ip``      the address the request came from (``""`` if unknown)
+``posture``        workload posture attributes passed by the PEP
+=================  ======================================================
+
+Values Tessera derives override what a caller passes under the same key, so a
+PEP cannot claim a lower risk or another network zone.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from tessera.errors import ValidationFailed
+
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+UNKNOWN_ZONE = "unknown"
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_zones(table: Mapping[str, str]) -> list[tuple[Network, str]]:
+    zones: list[tuple[Network, str]] = []
+    for cidr, zone in table.items():
+        try:
+            zones.append((ipaddress.ip_network(cidr, strict=False), zone))
+        except ValueError as exc:
+            raise ValidationFailed(f"invalid cidr '{cidr}' in the network zone table") from exc
+    # Most specific first, so 10.1.0.0/16 wins over 10.0.0.0/8.
+    zones.sort(key=lambda item: item[0].prefixlen, reverse=True)
+    return zones
+
+
+@dataclass(frozen=True, slots=True)
+class TokenFacts:
+    """What the caller's token says about the task and delegation."""
+
+    task_id: str = ""
+    purpose: str = ""
+    delegation_depth: int = 0
+
+
+class ContextBuilder:
+    def __init__(self, zones: Mapping[str, str]) -> None:
+        self._zones = parse_zones(zones)
+
+    def zone_of(self, ip: str | None) -> str:
+        if not ip:
+            return UNKNOWN_ZONE
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:
+            return UNKNOWN_ZONE
+        for network, zone in self._zones:
+            if address.version == network.version and address in network:
+                return zone
+        return UNKNOWN_ZONE
+
+    def build(
+        self,
+        supplied: Mapping[str, Any] | None,
+        *,
+        now: float,
+        agent_state: str = "unknown",
+        risk: int = 0,
+        token: TokenFacts | None = None,
+        client_ip: str | None = None,
+    ) -> dict[str, Any]:
+        context: dict[str, Any] = dict(supplied or {})
+        moment = datetime.fromtimestamp(now, UTC)
+        ip = context.get("client_ip") if isinstance(context.get("client_ip"), str) else client_ip
+        facts = token or TokenFacts()
+        context.update(
+            time={"hour": moment.hour, "weekday": WEEKDAYS[moment.weekday()]},
+            agent_state=agent_state,
+            risk=int(risk),
+            task_id=facts.task_id,
+            purpose=facts.purpose,
+            delegation_depth=int(facts.delegation_depth),
+            network_zone=self.zone_of(ip),
+            client_ip=ip or "",
+        )
+        posture = context.get("posture")
+        context["posture"] = posture if isinstance(posture, dict) else {}
+        return context

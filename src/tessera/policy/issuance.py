@@ -1,0 +1,90 @@
+"""Asking the PDP whether a token may be issued, and applying its obligations.
+
+For each audience the token would carry, the token endpoint asks::
+
+    principal = Agent::"<agent id>", action = Action::"issue_token",
+    resource  = Audience::"<aud>",   context.scopes = the scopes requested
+
+Every audience must be permitted. ``@max_ttl`` obligations cap the lifetime; an
+``@approval("required")`` obligation refuses the request with ``access_denied``
+until the approvals flow exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tessera.clock import Clock
+from tessera.errors import AccessDenied, InvalidScope
+from tessera.identity.agents import Agent
+from tessera.policy.context import ContextBuilder, TokenFacts
+from tessera.policy.entities import AGENT_TYPE, Uid
+from tessera.policy.pdp import Decision, DecisionRequest, PolicyDecisionPoint, merge_obligations
+
+ISSUE_ACTION = "issue_token"
+AUDIENCE_TYPE = "Audience"
+
+
+@dataclass(frozen=True, slots=True)
+class IssuanceDecision:
+    decisions: tuple[Decision, ...]
+    obligations: dict[str, str]
+
+    @property
+    def policy_version(self) -> str | None:
+        return self.decisions[0].policy_version if self.decisions else None
+
+    @property
+    def policies(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(p for d in self.decisions for p in d.determining))
+
+    @property
+    def decision_ids(self) -> tuple[str, ...]:
+        return tuple(d.decision_id for d in self.decisions)
+
+    def cap_ttl(self, ttl: int) -> int:
+        limit = self.obligations.get("max_ttl", "")
+        return min(ttl, int(limit)) if limit.isdigit() and int(limit) > 0 else ttl
+
+
+class IssuancePolicy:
+    def __init__(self, pdp: PolicyDecisionPoint, contexts: ContextBuilder, clock: Clock) -> None:
+        self._pdp = pdp
+        self._contexts = contexts
+        self._clock = clock
+
+    def check(
+        self,
+        agent: Agent,
+        *,
+        scopes: tuple[str, ...],
+        audience: tuple[str, ...],
+        authorization_details: tuple[dict[str, Any], ...],
+        client_ip: str | None,
+    ) -> IssuanceDecision:
+        task = next((d for d in authorization_details if d.get("type") == "agent_task"), {})
+        facts = TokenFacts(task_id=str(task.get("task_id", "")), purpose=str(task.get("purpose", "")))
+        context = self._contexts.build(
+            {"scopes": list(scopes), "task_resources": list(task.get("resources", []))},
+            now=self._clock.now(),
+            agent_state=agent.state.value,
+            token=facts,
+            client_ip=client_ip,
+        )
+        requests = [
+            DecisionRequest(Uid(AGENT_TYPE, agent.id), ISSUE_ACTION, Uid(AUDIENCE_TYPE, aud), context)
+            for aud in audience
+        ]
+        decisions = tuple(self._pdp.decide_batch(requests))
+        for aud, decision in zip(audience, decisions, strict=True):
+            if not decision.allowed:
+                why = f" ({'; '.join(decision.errors)})" if decision.errors else ""
+                raise InvalidScope(
+                    f"policy {decision.policy_version} does not allow scope '{' '.join(scopes)}' "
+                    f"for audience '{aud[:80]}'{why}"
+                )
+        obligations = merge_obligations([d.obligations for d in decisions])
+        if obligations.get("approval") == "required":
+            raise AccessDenied("policy requires a person's approval for this request")
+        return IssuanceDecision(decisions, obligations)
