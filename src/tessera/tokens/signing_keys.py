@@ -14,7 +14,7 @@ A key's life (RFC 7517 key sets, RFC 8414 §2 ``jwks_uri``):
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from joserfc.jwk import ECKey
@@ -155,20 +155,32 @@ class SigningKeyManager:
         return StoredSigningKey(kid, SIGNING_ALG, public, sealed, now, activates_at, None, None)
 
     def ensure_signing_key(self) -> bool:
-        """Create an immediately active key if none can sign now (first start, or all retired)."""
+        """Make sure a key signs now, and that a successor is lined up if the signer is stepping down.
+
+        - nothing signs (first start, or the signer was retired): a key that signs at once,
+          until a pending rotation's key takes over if there is one;
+        - the signer is stepping down for a pending key that was then retired: a successor,
+          published now, that signs from the moment the signer stops.
+        """
         now = self._clock.now()
         with writing(self._engine) as conn:
             self._store.lock(conn, ROTATION_LOCK, now)
             ring = KeyRing([self._unseal(s) for s in self._store.all(conn)], self._grace)
-            if ring.signing_key(now) is not None:
+            signer = ring.signing_key(now)
+            pending = sorted(
+                k.activates_at for k in ring.keys if k.activates_at > now and k.retired_at is None
+            )
+            if signer is None:
+                new = self._new_key(now, now)
+                if pending:
+                    new = replace(new, deactivated_at=pending[0])
+            elif signer.deactivated_at is not None and not pending:
+                new = self._new_key(now, signer.deactivated_at)
+            else:
                 return False
-            pending = [k for k in ring.keys if k.activates_at > now and k.retired_at is None]
-            if pending:
-                return False
-            new = self._new_key(now, now)
             self._store.add(conn, new)
             publish(conn, KEYS_CHANGED, "signing-keys", {"reason": "initial"}, now)
-            self._audit(conn, "key.created", _SYSTEM, new.kid, activates_at=now)
+            self._audit(conn, "key.created", _SYSTEM, new.kid, activates_at=new.activates_at)
         return True
 
     def rotate(self, *, immediate: bool = False, context: RequestContext | None = None) -> str:
