@@ -9,6 +9,7 @@ and is logged, never echoed.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 
 class TesseraError(Exception):
@@ -22,7 +23,7 @@ class TesseraError(Exception):
         self.description = " ".join(description.split())
         self.headers: dict[str, str] = dict(headers or {})
 
-    def body(self) -> dict[str, str]:
+    def body(self) -> dict[str, Any]:
         return {"error": self.error, "error_description": self.description}
 
 

@@ -25,6 +25,7 @@ from tessera.identity.agents import Agent
 from tessera.identity.service import AgentService
 from tessera.ids import IdGenerator, RandomIds
 from tessera.policy.context import ContextBuilder
+from tessera.policy.decisions import DecisionService
 from tessera.policy.entities import EntityIndex
 from tessera.policy.issuance import IssuancePolicy
 from tessera.policy.pdp import PolicyDecisionPoint
@@ -95,6 +96,14 @@ class Runtime:
         self.contexts = ContextBuilder(settings.network_zones)
         self.policies = PolicyService(self.engine, self.clock, self.pdp, self.auditor)
         self.resources = ResourceService(self.engine, self.clock, self.pdp, self.auditor)
+        self.decisions = DecisionService(
+            self.pdp,
+            self.contexts,
+            self.clock,
+            self.revocation,
+            self.auditor,
+            fail_open=settings.audit_decisions_fail_open,
+        )
         self.admin = AdminCredentials(self.engine, self.clock)
         self.agent_repository = SqlAgentRepository()
         self.agents = AgentService(

@@ -48,6 +48,11 @@ class BundleInvalid(ValidationFailed):
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         super().__init__(first + more)
 
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = dict(super().body())
+        body["problems"] = [{"file": p.file, "line": p.line, "message": p.message} for p in self.problems]
+        return body
+
 
 def _parse_schema(bundle: Bundle, problems: list[Problem]) -> Any:
     name = bundle.schema_file
@@ -86,11 +91,18 @@ def _policies_of_file(
     return found
 
 
-def _validate_file(name: str, text: str, schema: Any, problems: list[Problem]) -> None:
-    lines = {f"policy{p.index}": p.line for p in split_policies(text)}
+def _validate_file(
+    name: str, text: str, schema: Any, metas: list[PolicyMeta], problems: list[Problem]
+) -> None:
+    """Validate one file; Cedar's positional ids (``policy3``) are reported as the policy's own id."""
+    by_position = {f"policy{index}": meta for index, meta in enumerate(metas)}
     result = cedarpy.validate_policies(text, schema)
     for error in result.errors:
-        problems.append(Problem(name, lines.get(error.policy_id), error.error))
+        meta = by_position.get(error.policy_id)
+        message = error.error
+        if meta is not None:
+            message = message.replace(f"`{error.policy_id}`", f"`{meta.id}`")
+        problems.append(Problem(name, meta.line if meta else None, message))
 
 
 def compile_bundle(bundle: Bundle) -> CompiledBundle:
@@ -101,7 +113,8 @@ def compile_bundle(bundle: Bundle) -> CompiledBundle:
     static: dict[str, dict[str, Any]] = {}
     for name in bundle.policy_files:
         text = bundle.files[name]
-        for meta, est in _policies_of_file(name, text, problems):
+        found = _policies_of_file(name, text, problems)
+        for meta, est in found:
             if meta.id in policies:
                 other = policies[meta.id]
                 problems.append(
@@ -113,7 +126,7 @@ def compile_bundle(bundle: Bundle) -> CompiledBundle:
             policies[meta.id] = meta
             static[meta.id] = est
         if schema is not None and not any(p.file == name for p in problems):
-            _validate_file(name, text, schema, problems)
+            _validate_file(name, text, schema, [meta for meta, _ in found], problems)
     entities: list[dict[str, Any]] = []
     try:
         entities = bundle.static_entities()

@@ -61,6 +61,10 @@ class RevocationState:
         status = self._agents.get(agent_id)
         return status is not None and status.usable_at(now)
 
+    def agent_state(self, agent_id: str) -> str | None:
+        status = self._agents.get(agent_id)
+        return status.state.value if status else None
+
     def mark_revoked(self, jtis: dict[str, float]) -> None:
         with self._lock:
             self._revoked.update(jtis)

@@ -1,0 +1,110 @@
+"""Decisions as a service: enrich the context, decide, and record every decision.
+
+Every decision is appended to the audit log through the group-commit writer and
+returned only once durable. If the log cannot be written the decision is deny
+(fail closed) — unless ``audit_decisions_fail_open`` is set, which answers and
+logs loudly instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from tessera.audit.service import Auditor, RequestContext, event
+from tessera.clock import Clock
+from tessera.errors import ServiceUnavailable
+from tessera.policy.context import ContextBuilder, TokenFacts
+from tessera.policy.entities import AGENT_TYPE, Uid
+from tessera.policy.pdp import Decision, DecisionRequest, NoPolicyLoaded, PolicyDecisionPoint
+from tessera.tokens.revocation import RevocationState
+
+AUDIT_UNAVAILABLE = "audit log unavailable; denied (fail closed)"
+
+
+@dataclass(frozen=True, slots=True)
+class Question:
+    """One authorization question, as a PEP asks it."""
+
+    principal: Uid
+    action: str
+    resource: Uid
+    context: dict[str, Any] = field(default_factory=dict)
+    entities: dict[str, dict[str, Any]] = field(default_factory=dict)
+    token: TokenFacts | None = None
+
+
+class DecisionService:
+    def __init__(
+        self,
+        pdp: PolicyDecisionPoint,
+        contexts: ContextBuilder,
+        clock: Clock,
+        revocation: RevocationState,
+        auditor: Auditor | None,
+        *,
+        fail_open: bool,
+    ) -> None:
+        self.pdp = pdp
+        self._contexts = contexts
+        self._clock = clock
+        self._revocation = revocation
+        self._auditor = auditor
+        self._fail_open = fail_open
+
+    def request_for(self, question: Question, client_ip: str | None = None) -> DecisionRequest:
+        """The Cedar request with Tessera's context added (see ``tessera.policy.context``)."""
+        state = "unknown"
+        if question.principal.type == AGENT_TYPE:
+            state = self._revocation.agent_state(question.principal.id) or "unknown"
+        context = self._contexts.build(
+            question.context,
+            now=self._clock.now(),
+            agent_state=state,
+            token=question.token,
+            client_ip=client_ip,
+        )
+        context.setdefault("task_resources", [])
+        return DecisionRequest(
+            question.principal, question.action, question.resource, context, question.entities
+        )
+
+    def decide(self, questions: list[Question], caller: RequestContext) -> list[Decision]:
+        requests = [self.request_for(q, caller.ip) for q in questions]
+        try:
+            decisions = self.pdp.decide_batch(requests)
+        except NoPolicyLoaded:
+            return [self._denied(r, "no policy is active") for r in requests]
+        return [
+            self._record(request, decision, caller)
+            for request, decision in zip(requests, decisions, strict=True)
+        ]
+
+    def _denied(self, request: DecisionRequest, reason: str) -> Decision:
+        return Decision(False, "", self.pdp.version or "", (), (reason,))
+
+    def _record(self, request: DecisionRequest, decision: Decision, caller: RequestContext) -> Decision:
+        if self._auditor is None:
+            return decision
+        subject = request.principal.id if request.principal.type == AGENT_TYPE else request.principal.key
+        record = event(
+            "decision",
+            caller,
+            subject=subject,
+            task_id=str(request.context.get("task_id") or "") or None,
+            outcome="permit" if decision.allowed else "deny",
+            policies=decision.determining,
+            policy_version=decision.policy_version,
+            decision_id=decision.decision_id,
+            data={
+                "action": request.action,
+                "resource": request.resource.key[:300],
+                "errors": list(decision.errors)[:5],
+                "network_zone": request.context.get("network_zone"),
+            },
+        )
+        try:
+            self._auditor.record_decision(record, fail_open=self._fail_open)
+        except ServiceUnavailable:
+            return Decision(False, decision.decision_id, decision.policy_version, (), (AUDIT_UNAVAILABLE,))
+        return decision
