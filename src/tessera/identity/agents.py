@@ -15,10 +15,12 @@ from enum import StrEnum
 
 from tessera.errors import Conflict, ValidationFailed
 
-SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]{1,128}$")  # RFC 6749 §3.3 scope-token
-EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
-SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-ATTRIBUTE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+# Always used with fullmatch: '$' would also match before a trailing newline.
+SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]{1,128}")  # RFC 6749 §3.3 scope-token
+EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,255}")
+SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+ATTRIBUTE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
+RESOURCE_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s#]+")
 MAX_ATTRIBUTES = 64
 MAX_ATTRIBUTE_VALUE = 1024
 
@@ -122,20 +124,20 @@ def validate_name(name: str) -> str:
 
 
 def validate_owner(owner: str) -> str:
-    if not EMAIL.match(owner):
+    if not EMAIL.fullmatch(owner):
         raise ValidationFailed(f"invalid owner '{owner[:80]}': expected an email address")
     return owner.lower()
 
 
 def validate_scopes(scopes: list[str] | tuple[str, ...]) -> tuple[str, ...]:
     for scope in scopes:
-        if not SCOPE_TOKEN.match(scope):
+        if not SCOPE_TOKEN.fullmatch(scope):
             raise ValidationFailed(f"invalid scope '{scope[:60]}'")
     return tuple(dict.fromkeys(scopes))
 
 
 def validate_segment(segment: str | None) -> str | None:
-    if segment is not None and not SEGMENT.match(segment):
+    if segment is not None and not SEGMENT.fullmatch(segment):
         raise ValidationFailed(f"invalid segment '{segment[:60]}'")
     return segment
 
@@ -144,7 +146,7 @@ def validate_attributes(attributes: dict[str, str]) -> dict[str, str]:
     if len(attributes) > MAX_ATTRIBUTES:
         raise ValidationFailed(f"too many attributes: {len(attributes)} (max {MAX_ATTRIBUTES})")
     for key, value in attributes.items():
-        if not ATTRIBUTE_KEY.match(key):
+        if not ATTRIBUTE_KEY.fullmatch(key):
             raise ValidationFailed(f"invalid attribute name '{key[:60]}'")
         if not isinstance(value, str) or len(value) > MAX_ATTRIBUTE_VALUE:
             raise ValidationFailed(
@@ -155,13 +157,13 @@ def validate_attributes(attributes: dict[str, str]) -> dict[str, str]:
 
 def validate_labels(labels: list[str] | tuple[str, ...]) -> tuple[str, ...]:
     for label in labels:
-        if not SEGMENT.match(label):
+        if not SEGMENT.fullmatch(label):
             raise ValidationFailed(f"invalid label '{label[:60]}'")
     return tuple(dict.fromkeys(labels))
 
 
 def validate_resource_uri(uri: str) -> str:
     """RFC 8707 §2: an absolute URI without a fragment."""
-    if len(uri) > 512 or "#" in uri or not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:[^\s]+$", uri):
+    if len(uri) > 512 or not RESOURCE_URI.fullmatch(uri):
         raise ValidationFailed(f"invalid resource uri '{uri[:80]}': absolute uri without fragment")
     return uri
