@@ -26,7 +26,7 @@ from tessera.storage.tables import audit_records
 EXPORT_TYPE = "tessera.audit.export"
 EXPORT_VERSION = 1
 KeyMap = dict[str, tuple[PublicKey, tuple[str, ...]]]
-_INDEXED = ("id", "ts_ms", "type", "subject", "task_id", "token_hash", "prev_hash")
+_INDEXED = ("seq", "id", "ts_ms", "type", "subject", "task_id", "token_hash", "prev_hash")
 
 
 class ExportFormatError(Exception):
@@ -57,19 +57,26 @@ def _indexed_mismatch(record: AuditRecord, row: dict[str, Any]) -> str | None:
 
 
 def verify_store(engine: Engine, keys: KeyMap, issuer: str | None) -> VerifyReport:
-    """Verify every record from the anchor to the head, with its checkpoints and index columns."""
+    """Verify every record from the anchor to the head, with its checkpoints and index columns.
+
+    Safe on a live store: records appended while it walks are verified too, and
+    only rows beyond the head as it stands at the end count as inserted.
+    """
     store = SqlAuditStore()
     with reading(engine) as conn:
         head = store.head(conn)
         checkpoints = store.checkpoints(conn, from_seq=head.anchor_seq)
-    mismatch: list[tuple[AuditRecord, str]] = []
+    mismatch: list[tuple[AuditRecord, str, int]] = []
+    past_head: list[AuditRecord] = []
 
     def records() -> Iterator[AuditRecord]:
         for record, row in store.iter_records(engine, from_seq=head.anchor_seq + 1):
             column = _indexed_mismatch(record, row)
             if column is not None:
-                mismatch.append((record, column))
+                mismatch.append((record, column, row["seq"]))
                 return
+            if record.seq > head.seq:
+                past_head.append(record)
             yield record
 
     report = verify_chain(
@@ -80,17 +87,28 @@ def verify_store(engine: Engine, keys: KeyMap, issuer: str | None) -> VerifyRepo
         anchor_hash=head.anchor_hash,
         issuer=issuer,
     )
+    if mismatch:  # the walk stopped there, so anything verify_chain said after it is a consequence
+        record, column, stored_at = mismatch[0]
+        if column == "seq":
+            return report.fail(f"record seq {record.seq} is stored at seq {stored_at} (moved)", record)
+        return report.fail(f"record seq {record.seq} column '{column}' was edited", record)
     if not report.ok:
         return report
-    if mismatch:
-        record, column = mismatch[0]
-        return report.fail(f"record seq {record.seq} column '{column}' was edited", record)
     last = report.last_seq if report.last_seq is not None else head.anchor_seq
-    if last != head.seq:
+    if last < head.seq:
         return report.fail(
             f"the chain head is seq {head.seq} but the records end at seq {last} (records deleted)",
             seq=last + 1,
         )
+    if past_head:
+        with reading(engine) as conn:
+            now_head = store.head(conn)
+        forged = [r for r in past_head if r.seq > now_head.seq]
+        if forged:
+            return report.fail(
+                f"record seq {forged[0].seq} lies beyond the chain head at seq {now_head.seq} (inserted)",
+                forged[0],
+            )
     return report
 
 
