@@ -202,10 +202,13 @@ def verify_export(lines: Iterable[str], keys: KeyMap) -> VerifyReport:
             item = json.loads(line)
         except ValueError as exc:
             raise ExportFormatError(f"line {number} is not json") from exc
-        if "record" in item:
+        if isinstance(item, dict) and isinstance(item.get("record"), dict):
             records.append(_record_from_export(item["record"]))
-        elif "checkpoint" in item:
-            checkpoints.append(Checkpoint(**item["checkpoint"]))
+        elif isinstance(item, dict) and isinstance(item.get("checkpoint"), dict):
+            try:
+                checkpoints.append(Checkpoint(**item["checkpoint"]))
+            except TypeError as exc:
+                raise ExportFormatError(f"line {number} is a malformed checkpoint") from exc
         else:
             raise ExportFormatError(f"line {number} is neither a record nor a checkpoint")
     anchor = header.get("anchor") or {}
