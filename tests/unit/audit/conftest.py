@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
 
 from tessera.audit.records import AuditRecord
+from tessera.config import Settings
 from tessera.runtime import Runtime
 from tests.unit.audit.helpers import fill, record_at, rows
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    """As the shared fixture, but checkpoints are written only when a test asks (or every 1000 records)."""
+    return Settings(
+        home=tmp_path / "home",
+        database_url=database_url,
+        issuer="http://tessera.test",
+        signing_key_publish_delay=60,
+        audit_checkpoint_interval=10**8,
+    )
 
 
 @dataclass
