@@ -133,7 +133,9 @@ def compile_bundle(bundle: Bundle) -> CompiledBundle:
         if schema is not None and entities:
             cedarpy.Entities.from_json_str(json.dumps(entities), schema)
     except ValidationFailed as exc:
-        problems.append(Problem(ENTITIES_FILE, None, exc.description))
+        # The message already names the file; a JSON syntax error also knows its line.
+        line = getattr(exc.__cause__, "lineno", None)
+        problems.append(Problem(ENTITIES_FILE, line, exc.description.removeprefix(f"{ENTITIES_FILE}: ")))
     except ValueError as exc:
         problems.append(Problem(ENTITIES_FILE, None, str(exc)))
     if problems:
