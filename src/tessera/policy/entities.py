@@ -17,7 +17,6 @@ from tessera.identity.agents import Agent
 
 AGENT_TYPE = "Agent"
 OWNER_TYPE = "Owner"
-MAX_DEPTH = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,12 +123,15 @@ class EntityIndex:
     def slice(
         self, uids: list[Uid], overrides: dict[str, dict[str, Any]] | None = None
     ) -> list[dict[str, Any]]:
-        """The entities for ``uids`` and all their ancestors; ``overrides`` replace indexed ones."""
+        """The entities for ``uids`` and all their ancestors; ``overrides`` replace indexed ones.
+
+        Every ancestor, however deep: a cut-off hierarchy would hide a forbid on a far
+        ancestor. Each entity is visited once, so parent cycles end.
+        """
         overrides = overrides or {}
         found: dict[str, dict[str, Any]] = {}
         frontier = list(uids)
-        depth = 0
-        while frontier and depth < MAX_DEPTH:
+        while frontier:
             next_frontier: list[Uid] = []
             for uid in frontier:
                 if uid.key in found:
@@ -144,7 +146,6 @@ class EntityIndex:
                     except ValueError:
                         continue
             frontier = next_frontier
-            depth += 1
         for key, entity in overrides.items():
             found.setdefault(key, entity)
         return list(found.values())
