@@ -63,6 +63,9 @@ class ContextBuilder:
             address = ipaddress.ip_address(ip)
         except ValueError:
             return UNKNOWN_ZONE
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            # A dual-stack listener reports IPv4 clients as ::ffff:a.b.c.d.
+            address = address.ipv4_mapped
         for network, zone in self._zones:
             if address.version == network.version and address in network:
                 return zone
