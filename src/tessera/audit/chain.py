@@ -59,7 +59,10 @@ def verify_chain(  # noqa: PLR0911 - one early return per kind of tampering, eac
         except JwsError as exc:
             return report.fail(f"checkpoint at seq {checkpoint.seq} is invalid: {exc}", seq=checkpoint.seq)
     anchor = by_seq.get(anchor_seq)
-    if anchor_seq > 0 and anchor is not None and anchor.head_hash != anchor_hash:
+    if anchor_seq > 0 and anchor is None:
+        # Only a signed checkpoint may stand in for the records before it (pruned, or not exported).
+        return report.fail(f"no signed checkpoint vouches for the anchor at seq {anchor_seq}", seq=anchor_seq)
+    if anchor is not None and anchor.head_hash != anchor_hash:
         return report.fail(f"anchor at seq {anchor_seq} does not match its checkpoint", seq=anchor_seq)
     prev_seq, prev_hash = anchor_seq, anchor_hash
     for record in records:

@@ -221,10 +221,6 @@ def verify_export(lines: Iterable[str], keys: KeyMap) -> VerifyReport:
         anchor_hash=anchor_hash,
         issuer=header.get("issuer"),
     )
-    if report.ok and anchor_seq > 0 and not any(c.seq == anchor_seq for c in checkpoints):
-        return report.fail(
-            f"the export's anchor at seq {anchor_seq} has no signed checkpoint", seq=anchor_seq
-        )
     if report.ok and header.get("last_seq") is not None and records and records[-1].seq != header["last_seq"]:
         return report.fail(
             "the export ends before its declared last record (records deleted)", seq=records[-1].seq
