@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 
 from tessera.clock import ManualClock
+from tessera.errors import ValidationFailed
 from tessera.ids import SequentialIds
 from tessera.policy.bundle import Bundle
 from tessera.policy.compiled import compile_bundle
@@ -50,8 +51,8 @@ DEFAULT_CONTEXT: dict[str, Any] = {
 }
 
 
-class TestFileError(ValueError):
-    pass
+class TestFileError(ValidationFailed, ValueError):
+    """A test file that cannot be run: reported with its name (a 400 from the admin API)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +116,10 @@ def run_tests(bundle: Bundle) -> TestReport:
         extra = data.get("entities") or []
         if not isinstance(extra, list):
             raise TestFileError(f"{name}: 'entities' must be a list")
-        index.set_resources(extra)
+        try:
+            index.set_resources(extra)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise TestFileError(f"{name}: 'entities' must be entities with a uid {{type, id}}") from exc
         for number, case in enumerate(data["cases"], start=1):
             report.results.append(_run_case(pdp, name, number, case))
     return report
@@ -129,6 +133,9 @@ def _run_case(pdp: PolicyDecisionPoint, file: str, number: int, case: Any) -> Ca
     expected = str(case.get("expect", "")).lower()
     if expected not in ("allow", "deny"):
         raise TestFileError(f"{where}: 'expect' must be allow or deny")
+    for key, kind in (("context", dict), ("obligations", dict), ("policies", list)):
+        if case.get(key) is not None and not isinstance(case[key], kind):
+            raise TestFileError(f"{where}: '{key}' must be a {'mapping' if kind is dict else 'list'}")
     context = dict(DEFAULT_CONTEXT)
     context.update(case.get("context") or {})
     request = DecisionRequest(
