@@ -73,34 +73,56 @@ class EntityIndex:
         self._resources: dict[str, dict[str, Any]] = {}
         self._agents: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
+        #: Bumped on every change, so a copy elsewhere (the SDK's PDP) knows to refresh.
+        self.generation = 0
+
+    def _bump(self) -> None:
+        self.generation += 1
+
+    def export(self) -> dict[str, list[dict[str, Any]]]:
+        """The resources and agents layers (the bundle's static entities travel with the bundle)."""
+        with self._lock:
+            return {"resources": list(self._resources.values()), "agents": list(self._agents.values())}
+
+    def set_agent_entities(self, entities: list[dict[str, Any]]) -> None:
+        index = {Uid.from_json(e["uid"]).key: e for e in entities}
+        with self._lock:
+            self._agents = index
+            self._bump()
 
     def set_static(self, entities: list[dict[str, Any]]) -> None:
         index = {Uid.from_json(e["uid"]).key: e for e in entities}
         with self._lock:
             self._static = index
+            self._bump()
 
     def set_resources(self, entities: list[dict[str, Any]]) -> None:
         index = {Uid.from_json(e["uid"]).key: e for e in entities}
         with self._lock:
             self._resources = index
+            self._bump()
 
     def put_resource(self, entity: dict[str, Any]) -> None:
         with self._lock:
             self._resources = {**self._resources, Uid.from_json(entity["uid"]).key: entity}
+            self._bump()
 
     def remove_resource(self, uid: Uid) -> None:
         with self._lock:
             self._resources = {k: v for k, v in self._resources.items() if k != uid.key}
+            self._bump()
 
     def put_agent(self, agent: Agent) -> None:
         entity = agent_entity(agent)
         with self._lock:
             self._agents = {**self._agents, Uid(AGENT_TYPE, agent.id).key: entity}
+            self._bump()
 
     def set_agents(self, agents: list[Agent]) -> None:
         index = {Uid(AGENT_TYPE, a.id).key: agent_entity(a) for a in agents}
         with self._lock:
             self._agents = index
+            self._bump()
 
     def get(self, uid: Uid) -> dict[str, Any] | None:
         key = uid.key
