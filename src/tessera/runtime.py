@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine, delete
 
 from tessera.audit.records import SecretHasher
-from tessera.audit.service import Auditor
+from tessera.audit.service import Auditor, RequestContext
 from tessera.audit.sinks import HttpSink, JsonlFileSink
 from tessera.audit.writer import AuditWriter, CheckpointSigner
 from tessera.clock import Clock, SystemClock
@@ -24,6 +24,7 @@ from tessera.identity.admin_credentials import ADMIN_CHANGED, AdminCredentials
 from tessera.identity.agents import Agent
 from tessera.identity.service import AgentService
 from tessera.ids import IdGenerator, RandomIds
+from tessera.policy.bundle import load_bundle
 from tessera.policy.context import ContextBuilder
 from tessera.policy.decisions import DecisionService
 from tessera.policy.entities import EntityIndex
@@ -58,6 +59,7 @@ class Runtime:
     def __post_init__(self) -> None:
         settings = self.settings
         self.issuer = settings.issuer_url
+        settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.engine = create_database_engine(settings.sqlalchemy_url)
         master_key = load_or_create_master_key(
             settings.master_key.get_secret_value() if settings.master_key else None, settings.master_key_path
@@ -197,6 +199,16 @@ class Runtime:
         self.resources.load()
         self.policies.ensure_active()
         settings = self.settings
+        if settings.policy_bundle is not None:
+            bundle = load_bundle(settings.policy_bundle)
+            if bundle.version != self.pdp.version:
+                note = f"TESSERA_POLICY_BUNDLE={settings.policy_bundle}"
+                self.policies.apply(bundle, RequestContext(), note=note)
+        if settings.authzen_allow_anonymous:
+            log.warning(
+                "TESSERA_AUTHZEN_ALLOW_ANONYMOUS is on: the AuthZEN API answers callers WITHOUT "
+                "credentials. For certification runs only; never in production."
+            )
         created = self.admin.bootstrap(
             settings.admin_token_path,
             settings.admin_token.get_secret_value() if settings.admin_token else None,

@@ -128,6 +128,10 @@ async def _caller(request: Request, params: dict[str, str]) -> Caller:
     client = await run_in_threadpool(
         runtime.authenticator.authenticate, params, request.headers.get("authorization"), runtime.clock.now()
     )
+    if not client.agent.is_usable_at(runtime.clock.now()):
+        raise InvalidClient(
+            f"agent '{client.agent.id}' is {client.agent.state.value}; it cannot call this endpoint"
+        )
     if client.single_use is not None:
         await run_in_threadpool(runtime.issuer_service.claim_single_use, client.single_use)
     actor = Actor(ActorType.AGENT, client.agent.id)

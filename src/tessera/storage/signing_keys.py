@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from tessera.storage.tables import server_state, signing_keys
@@ -62,7 +62,10 @@ class SqlSigningKeyStore:
     def deactivate(self, conn: Connection, kid: str, when: float) -> None:
         conn.execute(
             update(signing_keys)
-            .where(signing_keys.c.kid == kid, signing_keys.c.deactivated_at.is_(None))
+            .where(
+                signing_keys.c.kid == kid,
+                or_(signing_keys.c.deactivated_at.is_(None), signing_keys.c.deactivated_at > when),
+            )
             .values(deactivated_at=when)
         )
 

@@ -19,11 +19,16 @@ from tessera.errors import (
     UseDPoPNonce,
 )
 from tessera.storage.single_use import single_use_key
-from tessera.tokens.client_auth import AuthenticatedClient, ClientAuthenticator, SingleUse
+from tessera.tokens.client_auth import (
+    MAX_ASSERTION_BYTES,
+    AuthenticatedClient,
+    ClientAuthenticator,
+    SingleUse,
+)
 from tessera.tokens.dpop import NonceIssuer, verify_dpop_proof
 from tessera.tokens.grants import GrantHandler, ProofOfPossession
 from tessera.tokens.issuer import IssuedToken
-from tessera.tokens.jose import JwsError
+from tessera.tokens.jose import JwsError, parse_compact
 from tessera.tokens.requests import TokenRequest
 
 
@@ -67,7 +72,7 @@ class TokenEndpoint:
             issued, client = self._handle(request)
         except TesseraError as exc:
             if self._auditor is not None:
-                claimed = request.params.get("client_id")
+                claimed = request.params.get("client_id") or claimed_client(request.params)
                 self._auditor.record_async(
                     event(
                         "token.denied",
@@ -143,3 +148,15 @@ class TokenEndpoint:
         return ProofOfPossession(
             jkt=proof.jkt, single_use=SingleUse(single_use_key("dpop", proof.jkt, proof.jti), expires)
         )
+
+
+def claimed_client(params: dict[str, str]) -> str | None:
+    """The client id an assertion *claims* (its unverified ``sub``), to name refused requests."""
+    assertion = params.get("client_assertion")
+    if not assertion:
+        return None
+    try:
+        sub = parse_compact(assertion, max_bytes=MAX_ASSERTION_BYTES).claims.get("sub")
+    except JwsError:
+        return None
+    return sub[:64] if isinstance(sub, str) else None

@@ -58,13 +58,24 @@ class SigningKey:
             return False
         return self.deactivated_at is None or now < self.deactivated_at + grace
 
+    @property
+    def superseded(self) -> bool:
+        """Stepped down before it ever signed (a later rotation overtook it)."""
+        return self.deactivated_at is not None and self.deactivated_at <= self.activates_at
+
+    def pending_at(self, now: float) -> bool:
+        """Published, and will sign once ``activates_at`` comes."""
+        return self.retired_at is None and not self.superseded and self.activates_at > now
+
     def state_at(self, now: float, grace: float) -> str:
         if self.retired_at is not None:
             return "retired"
         if self.signs_at(now):
             return "active"
-        if self.activates_at > now:
+        if self.pending_at(now):
             return "pending"
+        if self.superseded:
+            return "superseded"
         if self.verifies_at(now, grace):
             return "verifying"
         return "expired"
@@ -167,9 +178,7 @@ class SigningKeyManager:
             self._store.lock(conn, ROTATION_LOCK, now)
             ring = KeyRing([self._unseal(s) for s in self._store.all(conn)], self._grace)
             signer = ring.signing_key(now)
-            pending = sorted(
-                k.activates_at for k in ring.keys if k.activates_at > now and k.retired_at is None
-            )
+            pending = sorted(k.activates_at for k in ring.keys if k.pending_at(now))
             if signer is None:
                 new = self._new_key(now, now)
                 if pending:
@@ -192,7 +201,9 @@ class SigningKeyManager:
             stored = self._store.all(conn)
             new = self._new_key(now, activates_at)
             for old in stored:
-                if old.retired_at is None and old.deactivated_at is None:
+                if old.retired_at is None and (
+                    old.deactivated_at is None or old.deactivated_at > activates_at
+                ):
                     self._store.deactivate(conn, old.kid, activates_at)
             self._store.add(conn, new)
             publish(conn, KEYS_CHANGED, new.kid, {"reason": "rotated", "activates_at": activates_at}, now)
@@ -207,7 +218,7 @@ class SigningKeyManager:
         if current is None:
             self.ensure_signing_key()
             return None
-        if any(k.activates_at > now and k.retired_at is None for k in ring.keys):
+        if any(k.pending_at(now) for k in ring.keys):
             return None
         if now - current.activates_at < self._rotation_interval:
             return None
@@ -216,11 +227,7 @@ class SigningKeyManager:
             # Re-check under the lock: another replica may have rotated meanwhile.
             fresh = KeyRing([self._unseal(s) for s in self._store.all(conn)], self._grace)
             latest = fresh.signing_key(now)
-            if (
-                latest is None
-                or latest.kid != current.kid
-                or any(k.activates_at > now and k.retired_at is None for k in fresh.keys)
-            ):
+            if latest is None or latest.kid != current.kid or any(k.pending_at(now) for k in fresh.keys):
                 return None
         return self.rotate()
 
