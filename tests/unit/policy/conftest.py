@@ -22,3 +22,12 @@ def zoned_runtime(settings: Settings, clock: ManualClock) -> Iterator[Runtime]:
     rt.start(background=False)
     yield rt
     rt.stop()
+
+
+@pytest.fixture
+def second_runtime(settings: Settings, clock: ManualClock) -> Iterator[Runtime]:
+    """Another worker on the same database (as a replica would be); ``follower.poll_once`` syncs it."""
+    rt = Runtime(settings, clock=clock)
+    rt.start(background=False)
+    yield rt
+    rt.stop()
