@@ -8,12 +8,14 @@ the compiled copy of) that version and swaps it in atomically.
 from __future__ import annotations
 
 import difflib
+import json
 import re
 import threading
 from dataclasses import dataclass
 from importlib import resources as package_files
 from typing import Any
 
+import cedarpy
 from sqlalchemy import Engine
 
 from tessera.audit.service import Auditor, RequestContext, event
@@ -217,8 +219,17 @@ class ResourceService:
         parent_uids = [validate_uid(t, i).as_json() for t, i in parents]
         now = self._clock.now()
         resource = StoredResource(type_, id_, dict(attributes), parent_uids, now, now)
+        try:
+            # Refuse what Cedar cannot read (floats, nulls): stored, it would deny every decision near it.
+            cedarpy.Entities.from_json_str(json.dumps([resource.entity()]))
+        except ValueError as exc:
+            raise ValidationFailed(
+                f'attributes of {type_}::"{id_[:80]}" are not cedar values (no floats or nulls)'
+            ) from exc
         with writing(self._engine) as conn:
             created = self._store.put(conn, resource)
+            if not created:
+                resource = self._store.get(conn, type_, id_) or resource  # keeps its created_at
             publish(conn, RESOURCE_CHANGED, f"{type_}::{id_}", {"type": type_, "id": id_}, now)
             if self._auditor is not None:
                 self._auditor.record_in(
