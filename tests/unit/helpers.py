@@ -196,4 +196,6 @@ def request_token(
 def local_verifier(runtime: Runtime, *, audience: str | None = None) -> TokenVerifier:
     """An SDK verifier holding the runtime's current JWKS, on the runtime's clock."""
     jwks = JwksCache(jwks=runtime.keyring().jwks(runtime.clock.now()))
-    return TokenVerifier(issuer=runtime.issuer, jwks=jwks, audience=audience, clock=runtime.clock.now)
+    return TokenVerifier(
+        issuer=runtime.issuer, jwks=jwks, audience=audience or runtime.issuer, clock=runtime.clock.now
+    )

@@ -67,7 +67,9 @@ class VerifiedRequest:
 
 
 class JwksCache:
-    """Public keys by kid; refreshed when an unknown kid appears, at most once per ``min_interval``."""
+    """Public keys by kid, refreshed when an unknown kid appears (at most once per ``min_interval``)
+    and when the copy is older than ``max_age``, so a key the server retired stops verifying here
+    within ``max_age`` seconds even if no new kid ever shows up."""
 
     def __init__(
         self,
@@ -76,11 +78,13 @@ class JwksCache:
         jwks: dict[str, Any] | None = None,
         http: httpx.Client | None = None,
         min_interval: float = 10.0,
+        max_age: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._uri = jwks_uri
         self._http = http
         self._min_interval = min_interval
+        self._max_age = max_age
         self._clock = clock
         self._keys: dict[str, tuple[PublicKey, tuple[str, ...]]] = {}
         self._last_fetch = float("-inf")
@@ -114,16 +118,18 @@ class JwksCache:
 
     def get(self, kid: str, *, allow_fetch: bool = True) -> tuple[PublicKey, tuple[str, ...]] | None:
         found = self._keys.get(kid)
-        if found is not None or self._uri is None:
+        if self._uri is None:
+            return found
+        stale = self._clock() - self._last_fetch >= self._max_age
+        if found is not None and not stale:
             return found
         if not allow_fetch:
             raise UnknownKey(kid)
         with self._lock:
-            found = self._keys.get(kid)
-            if found is None and self._clock() - self._last_fetch >= self._min_interval:
+            age = self._clock() - self._last_fetch
+            if age >= self._max_age or (self._keys.get(kid) is None and age >= self._min_interval):
                 self.refresh()
-                found = self._keys.get(kid)
-        return found
+        return self._keys.get(kid)
 
     def refresh(self) -> None:
         if self._uri is None:
@@ -169,7 +175,7 @@ class TokenVerifier:
         *,
         issuer: str,
         jwks: JwksCache,
-        audience: str | None = None,
+        audience: str,
         leeway: float = 30.0,
         max_lifetime: float = 3600.0,
         max_token_bytes: int = 8192,
@@ -188,9 +194,16 @@ class TokenVerifier:
 
     @classmethod
     def for_server(cls, server_url: str, *, audience: str | None = None, **kwargs: Any) -> TokenVerifier:
-        """A verifier for a Tessera server whose issuer is ``server_url``, using its JWKS."""
+        """A verifier for a Tessera server whose issuer is ``server_url``, using its JWKS.
+
+        ``audience`` is the resource indicator this resource server answers to; tokens
+        whose ``aud`` does not name it are refused. It defaults to the issuer itself,
+        the audience of tokens requested without ``resource``.
+        """
         base = server_url.rstrip("/")
-        return cls(issuer=base, jwks=JwksCache(f"{base}/.well-known/jwks.json"), audience=audience, **kwargs)
+        return cls(
+            issuer=base, jwks=JwksCache(f"{base}/.well-known/jwks.json"), audience=audience or base, **kwargs
+        )
 
     def verify_token(self, token: str, *, allow_fetch: bool = True) -> AccessToken:
         """Verify a bare access token (no proof-of-possession check)."""

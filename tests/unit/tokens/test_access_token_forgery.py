@@ -231,7 +231,9 @@ def test_jku_and_x5u_are_never_fetched(runtime: Runtime, client: Client, member:
 
     http = httpx.Client(transport=httpx.MockTransport(handler))
     jwks = JwksCache(f"{runtime.issuer}/.well-known/jwks.json", http=http, min_interval=0)
-    verifier = TokenVerifier(issuer=runtime.issuer, jwks=jwks, clock=runtime.clock.now)
+    verifier = TokenVerifier(
+        issuer=runtime.issuer, jwks=jwks, audience=runtime.issuer, clock=runtime.clock.now
+    )
     token = forge(
         runtime, client, header={"kid": "evil", member: "https://evil.test/jwks.json"}, key=attacker
     )
