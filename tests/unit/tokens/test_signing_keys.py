@@ -142,6 +142,41 @@ def test_retiring_the_signer_during_a_rotation_leaves_no_gap(
     assert bridge in by_bridge_still_verifies
 
 
+def test_rotating_again_before_the_first_rotation_lands(
+    runtime: Runtime, client: Client, clock: ManualClock
+) -> None:
+    """Each key signs only after its publish delay, one after the other, and never is there a gap."""
+    old = current_kid(runtime)
+    first = runtime.keys.rotate()
+    clock.advance(10)
+    second = runtime.keys.rotate()
+    runtime.reload_keys()
+    delay = runtime.settings.signing_key_publish_delay
+    expected = [(delay - 10 - 1, old), (1, first), (9, first), (1, second)]
+    for step, kid in expected:
+        clock.advance(step)
+        assert kid_of(request_token(runtime, client).access_token) == kid
+    assert runtime.keys.rotate_if_due() is None
+    assert {old, first, second} <= jwks_kids(runtime)
+
+
+def test_rotating_now_while_a_rotation_is_pending(
+    runtime: Runtime, client: Client, clock: ManualClock
+) -> None:
+    old = current_kid(runtime)
+    overtaken = runtime.keys.rotate()
+    now_key = runtime.keys.rotate(immediate=True)
+    runtime.reload_keys()
+    assert kid_of(request_token(runtime, client).access_token) == now_key
+    clock.advance(runtime.settings.signing_key_publish_delay)
+    runtime.maintain()
+    assert kid_of(request_token(runtime, client).access_token) == now_key
+    assert {old, now_key} <= jwks_kids(runtime)
+    overtaken_key = runtime.keyring().verification_key(overtaken, clock.now())
+    assert overtaken_key is not None  # published, so it stays until any token could have expired
+    assert runtime.keyring().state(overtaken_key, clock.now()) == "superseded"
+
+
 def test_scheduled_rotation(runtime: Runtime, client: Client, clock: ManualClock) -> None:
     first = current_kid(runtime)
     assert runtime.keys.rotate_if_due() is None
