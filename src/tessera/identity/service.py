@@ -69,6 +69,22 @@ class NewAgent:
 
 
 @dataclass(frozen=True, slots=True)
+class AgentUpdate:
+    """Fields to change; ``None`` leaves a field as it is. ``attributes`` replaces the whole map."""
+
+    name: str | None = None
+    description: str | None = None
+    attributes: dict[str, str] | None = None
+    segment: str | None = None
+    labels: tuple[str, ...] | None = None
+    scopes: tuple[str, ...] | None = None
+    resource_uris: tuple[str, ...] | None = None
+    max_ttl: int | None = None
+    require_dpop: bool | None = None
+    expires_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class TransitionResult:
     agent: Agent
     revoked_tokens: int
@@ -221,6 +237,52 @@ class AgentService:
         self._revocation.mark_revoked(revoked)
         self._notify(updated)
         return TransitionResult(updated, len(revoked))
+
+    def update(self, agent_id: str, change: AgentUpdate, context: RequestContext = _SYSTEM) -> Agent:
+        """Change registration fields. Live tokens keep what they were issued with (minutes at most)."""
+        now = self._clock.now()
+        fields = self._update_fields(change, now)
+        if not fields:
+            raise ValidationFailed("nothing to update")
+        with writing(self._engine) as conn:
+            agent = self._require(conn, agent_id)
+            self._require_not_decommissioned(agent)
+            self._repo.update(conn, agent_id, fields, now)
+            updated = replace(agent, updated_at=now, **fields)  # type: ignore[arg-type]
+            publish(conn, AGENT_CHANGED, agent_id, agent_change_payload(updated), now)
+            self._audit(conn, "agent.updated", context, agent_id, fields=sorted(fields))
+        self._revocation.set_agent(agent_id, updated.state, updated.expires_at)
+        self._notify(updated)
+        return updated
+
+    def _update_fields(self, change: AgentUpdate, now: float) -> dict[str, object]:
+        def ttl(value: int) -> int:
+            if not 10 <= value <= self._ttl_cap:
+                raise ValidationFailed(f"max_ttl {value} must be between 10 and {self._ttl_cap} seconds")
+            return value
+
+        def future(value: float) -> float:
+            if value <= now:
+                raise ValidationFailed("expires_at is in the past")
+            return value
+
+        validators: dict[str, Callable[[Any], object]] = {
+            "name": validate_name,
+            "description": lambda v: str(v)[:2000],
+            "attributes": validate_attributes,
+            "segment": lambda v: validate_segment(v) or None,
+            "labels": validate_labels,
+            "scopes": validate_scopes,
+            "resource_uris": lambda v: tuple(validate_resource_uri(u) for u in v),
+            "max_ttl": ttl,
+            "require_dpop": bool,
+            "expires_at": future,
+        }
+        return {
+            name: check(getattr(change, name))
+            for name, check in validators.items()
+            if getattr(change, name) is not None
+        }
 
     def add_key(
         self,

@@ -14,11 +14,12 @@ from tessera.audit.records import Actor, ActorType
 from tessera.audit.service import ADMIN, RequestContext, event
 from tessera.errors import Unauthorized, ValidationFailed
 from tessera.identity.agents import LifecycleState, Transition
-from tessera.identity.service import NewAgent
+from tessera.identity.service import AgentUpdate, NewAgent
 from tessera.runtime import Runtime
 from tessera.server.oauth import bearer_token, runtime_of
 from tessera.server.schemas import (
     AgentCreate,
+    AgentPatch,
     KeyAdd,
     KeyRotate,
     Reason,
@@ -109,6 +110,23 @@ def list_agents(
 @router.get("/agents/{agent_id}")
 def show_agent(agent_id: str, call: Admin) -> dict[str, Any]:
     return agent_view(call.runtime.agents.get(agent_id))
+
+
+@router.patch("/agents/{agent_id}")
+def update_agent(agent_id: str, body: AgentPatch, call: Admin) -> dict[str, Any]:
+    change = AgentUpdate(
+        name=body.name,
+        description=body.description,
+        attributes=body.attributes,
+        segment=body.segment,
+        labels=tuple(body.labels) if body.labels is not None else None,
+        scopes=tuple(body.scopes) if body.scopes is not None else None,
+        resource_uris=tuple(body.resource_uris) if body.resource_uris is not None else None,
+        max_ttl=body.max_ttl,
+        require_dpop=body.require_dpop,
+        expires_at=epoch(body.expires_at),
+    )
+    return agent_view(call.runtime.agents.update(agent_id, change, call.context))
 
 
 def _transition(

@@ -29,6 +29,19 @@ class AgentCreate(Strict):
     jwks: list[dict[str, Any]] = Field(default_factory=list, max_length=10)
 
 
+class AgentPatch(Strict):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=2000)
+    attributes: dict[str, str] | None = None
+    segment: str | None = Field(default=None, max_length=128)
+    labels: list[str] | None = Field(default=None, max_length=32)
+    scopes: list[str] | None = Field(default=None, max_length=64)
+    resource_uris: list[str] | None = Field(default=None, max_length=16)
+    max_ttl: int | None = Field(default=None, ge=10, le=86400)
+    require_dpop: bool | None = None
+    expires_at: datetime | None = None
+
+
 class KeyAdd(Strict):
     jwk: dict[str, Any]
     expires_at: datetime | None = None

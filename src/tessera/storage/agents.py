@@ -147,6 +147,11 @@ class SqlAgentRepository:
         )
         return bool(result.rowcount)
 
+    def update(self, conn: Connection, agent_id: str, fields: dict[str, object], now: float) -> None:
+        """Replace the given columns (tuples stored as JSON lists)."""
+        values = {k: list(v) if isinstance(v, tuple) else v for k, v in fields.items()}
+        conn.execute(update(agents).where(agents.c.id == agent_id).values(**values, updated_at=now))
+
     def set_secret_hash(self, conn: Connection, agent_id: str, secret_hash: str | None, now: float) -> None:
         conn.execute(
             update(agents).where(agents.c.id == agent_id).values(secret_hash=secret_hash, updated_at=now)
