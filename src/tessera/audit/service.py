@@ -18,13 +18,14 @@ import logging
 from dataclasses import dataclass
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import SQLAlchemyError
 
 from tessera.audit.records import Actor, ActorType, AuditEvent, AuditRecord, SecretHasher
 from tessera.audit.writer import AuditUnavailable, AuditWriter
 from tessera.clock import Clock
 from tessera.errors import ServiceUnavailable
 from tessera.ids import IdGenerator
-from tessera.storage.audit import SqlAuditStore
+from tessera.storage.audit import AuditHeadMissing, SqlAuditStore
 
 log = logging.getLogger(__name__)
 SYSTEM = Actor(ActorType.SYSTEM, "tessera")
@@ -82,8 +83,13 @@ class Auditor:
         future.add_done_callback(_log_failure)
 
     def record_in(self, conn: Connection, event: AuditEvent) -> AuditRecord:
+        """Append in the caller's transaction; if that fails, raise so the change rolls back too."""
         now_ms = int(self._clock.now() * 1000)
-        record = self._store.append(conn, [(event, self._ids.new("aud"), now_ms)])[0]
+        try:
+            record = self._store.append(conn, [(event, self._ids.new("aud"), now_ms)])[0]
+        except (SQLAlchemyError, AuditHeadMissing) as exc:
+            log.exception("audit append failed; '%s' refused", event.type)
+            raise ServiceUnavailable(f"audit log cannot be written; '{event.type}' refused") from exc
         self.writer.note_appended(1)
         return record
 
