@@ -8,13 +8,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print the API's JSON response.")]
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_FRACTION = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\.\d+(Z|[+-]\d\d:\d\d)$")
+_TIMESTAMP = re.compile(r"^(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)(?:\.\d+)?(Z|[+-]\d\d:\d\d)$")
 
 
 def one_line(message: str) -> str:
@@ -56,24 +57,38 @@ def _console() -> Console:
 
 
 def cell(value: Any) -> str:
-    """``text`` for a table cell; timestamps lose their fractions of a second."""
-    return _FRACTION.sub(r"\1\2", value) if isinstance(value, str) else text(value)
+    """``text`` for a table cell; timestamps lose their fractions of a second and may wrap at the T."""
+    return _TIMESTAMP.sub(r"\1 \2\3", value) if isinstance(value, str) else text(value)
 
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    """A table whose first column (an id) never wraps, so it can be copied whole."""
-    grid = Table(title=title, title_justify="left")
+    """A table; on a terminal too narrow for it, one block of ``column value`` lines per row."""
+    rows = [[cell(value) for value in row] for row in rows]
+    console = _console()
+    grid = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
     for index, column in enumerate(columns):
         grid.add_column(column, no_wrap=index == 0, overflow="fold")
     for row in rows:
-        grid.add_row(*(cell(value) for value in row))
-    _console().print(grid)
+        grid.add_row(*row)
+    natural = console.measure(grid, options=console.options.update_width(10_000)).maximum
+    if natural <= console.width:
+        console.print(grid)
+        return
+    if title:
+        console.print(title)
+    for row in rows:
+        console.print()
+        console.print(_record(dict(zip(columns, row, strict=True)), columns))
 
 
-def fields(record: Mapping[str, Any], names: Sequence[str]) -> None:
+def _record(record: Mapping[str, Any], names: Sequence[str]) -> Table:
     grid = Table(show_header=False, box=None, pad_edge=False)
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column(overflow="fold")
     for name in names:
         grid.add_row(name, text(record.get(name)))
-    _console().print(grid)
+    return grid
+
+
+def fields(record: Mapping[str, Any], names: Sequence[str]) -> None:
+    _console().print(_record(record, names))

@@ -46,3 +46,14 @@ def test_retire_invalidates_the_keys_tokens(cli: Cli, server: ServerProcess, tmp
     else:
         raise AssertionError("a token signed by a retired key still verifies")
     assert cli.fails("keys", "retire", "no-such-kid").startswith("error: ")
+
+
+def test_tables_keep_ids_whole_on_narrow_and_wide_terminals(cli: Cli) -> None:
+    cli.ok("keys", "rotate")
+    kids = [k["kid"] for k in cli.json("keys", "list")["keys"]]
+    for columns in ("60", "250"):
+        out = cli.ok("keys", "list", env={"COLUMNS": columns})
+        assert out.startswith("2 signing key(s)")
+        for kid in kids:
+            assert kid in out
+        assert "pending" in out
