@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, insert
+from sqlalchemy import Connection, Engine, insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from tessera.clock import Clock
@@ -21,6 +21,7 @@ from tessera.errors import InvalidClient, InvalidDPoPProof, ServiceUnavailable
 from tessera.identity.agents import Agent
 from tessera.ids import IdGenerator
 from tessera.storage.database import writing
+from tessera.storage.group_commit import GroupCommit
 from tessera.storage.single_use import AlreadyUsed, SqlSingleUseStore
 from tessera.storage.tables import issued_tokens
 from tessera.tokens.access_tokens import mint_access_token
@@ -28,6 +29,7 @@ from tessera.tokens.client_auth import SingleUse
 from tessera.tokens.signing_keys import KeyRing
 
 log = logging.getLogger(__name__)
+_INSERT_ISSUED = insert(issued_tokens)  # built once; rows are passed as parameters
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +106,7 @@ class TokenIssuer:
         self._issuer = issuer
         self._keyring = keyring
         self._single_use = SqlSingleUseStore()
+        self._commits = GroupCommit(engine)
 
     def claim_single_use(self, single_use: SingleUse) -> None:
         """Consume a client assertion used outside the token endpoint (introspection, revocation)."""
@@ -140,35 +143,36 @@ class TokenIssuer:
             claims["authorization_details"] = list(grant.authorization_details)
         claims.update(grant.extra_claims)
         token = mint_access_token(key.private_key, key.kid, key.alg, claims)
-        try:
-            with writing(self._engine) as conn:
-                if grant.client_single_use is not None:
-                    try:
-                        self._single_use.claim(
-                            conn, grant.client_single_use.key, grant.client_single_use.expires_at
-                        )
-                    except AlreadyUsed as exc:
-                        raise InvalidClient("client assertion jti has already been used") from exc
-                if grant.dpop_single_use is not None:
-                    try:
-                        self._single_use.claim(
-                            conn, grant.dpop_single_use.key, grant.dpop_single_use.expires_at
-                        )
-                    except AlreadyUsed as exc:
-                        raise InvalidDPoPProof("dpop proof jti has already been used") from exc
-                conn.execute(
-                    insert(issued_tokens).values(
-                        jti=jti,
-                        agent_id=grant.agent.id,
-                        task_id=grant.task_id,
-                        kid=key.kid,
-                        scope=scope,
-                        audience=list(grant.audience),
-                        cnf_jkt=grant.cnf_jkt,
-                        issued_at=now,
-                        expires_at=float(exp),
+        row = {
+            "jti": jti,
+            "agent_id": grant.agent.id,
+            "task_id": grant.task_id,
+            "kid": key.kid,
+            "scope": scope,
+            "audience": list(grant.audience),
+            "cnf_jkt": grant.cnf_jkt,
+            "issued_at": now,
+            "expires_at": float(exp),
+        }
+
+        def record(conn: Connection) -> None:
+            if grant.client_single_use is not None:
+                try:
+                    self._single_use.claim(
+                        conn, grant.client_single_use.key, grant.client_single_use.expires_at
                     )
-                )
+                except AlreadyUsed as exc:
+                    raise InvalidClient("client assertion jti has already been used") from exc
+            if grant.dpop_single_use is not None:
+                try:
+                    self._single_use.claim(conn, grant.dpop_single_use.key, grant.dpop_single_use.expires_at)
+                except AlreadyUsed as exc:
+                    raise InvalidDPoPProof("dpop proof jti has already been used") from exc
+            conn.execute(_INSERT_ISSUED, row)
+
+        try:
+            # Concurrent requests share one commit (one fsync); each still gets its own outcome.
+            self._commits.run(record)
         except (InvalidClient, InvalidDPoPProof):
             raise
         except SQLAlchemyError as exc:
