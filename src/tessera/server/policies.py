@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 from pydantic import Field
 from starlette.responses import PlainTextResponse
 
+from tessera.audit.service import event
 from tessera.policy.bundle import bundle_from_files
 from tessera.policy.compiled import compile_bundle
 from tessera.policy.decisions import Question
@@ -51,6 +52,10 @@ class DecisionBody(Strict):
 @router.post("/policies/validate")
 def validate_bundle(body: BundleBody, call: Admin) -> dict[str, Any]:
     """Validate (and run the tests of) a bundle without applying it."""
+    # A read: nothing changes, but every admin call is audited.
+    call.runtime.auditor.record_async(
+        event("admin.read", call.context, data={"route": "POST /admin/v1/policies/validate"})
+    )
     compiled = compile_bundle(bundle_from_files(body.files))
     report = run_tests(compiled.bundle)
     return {
