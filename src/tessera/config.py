@@ -65,6 +65,13 @@ class Settings(BaseSettings):
         description="CIDR → zone name, for context.network_zone",
     )
     policy_timeout_ms: float = Field(default=100.0, gt=0, le=10_000)
+    policy_bundle: Path | None = Field(
+        default=None, description="bundle directory applied at start unless its version is already active"
+    )
+    authzen_allow_anonymous: bool = Field(
+        default=False,
+        description="AuthZEN API without credentials: for certification runs only (logged loudly)",
+    )
 
     max_request_bytes: int = Field(default=64 * 1024, ge=1024)
     max_token_bytes: int = Field(default=8 * 1024, ge=512)
