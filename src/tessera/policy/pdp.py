@@ -121,17 +121,17 @@ class PolicyDecisionPoint:
         compiled = self.compiled
         decisions: list[Decision] = []
         for request in requests:
-            entities = self.entities.slice([request.principal, request.resource], request.entities)
+            entities = json.dumps(
+                self.entities.slice([request.principal, request.resource], request.entities)
+            )
             started = time.perf_counter()
             try:
-                result = cedarpy.is_authorized(
-                    self._cedar_request(request), compiled.policy_set, json.dumps(entities)
-                )
+                result = cedarpy.is_authorized(self._cedar_request(request), compiled.policy_set, entities)
             except (ValueError, TypeError) as exc:
                 decisions.append(self._deny(compiled, (f"request could not be evaluated: {exc}",)))
                 continue
             elapsed = time.perf_counter() - started
-            decisions.append(self._decision(compiled, result, elapsed))
+            decisions.append(self._decision(compiled, result, elapsed, entities))
         return decisions
 
     def _deny(
@@ -139,9 +139,11 @@ class PolicyDecisionPoint:
     ) -> Decision:
         return Decision(False, self._ids.new("dec"), compiled.version, determining, errors)
 
-    def _decision(self, compiled: CompiledBundle, result: Any, elapsed: float) -> Decision:
+    def _decision(self, compiled: CompiledBundle, result: Any, elapsed: float, entities: str) -> Decision:
         reasons = tuple(result.diagnostics.reasons)
-        errors = tuple(result.diagnostics.errors)
+        # Cedar quotes the whole entity slice when it cannot parse it; keep only the reason,
+        # so explanations and audit records never carry other entities' attributes.
+        errors = tuple(error.replace(entities, "<entities>") for error in result.diagnostics.errors)
         if elapsed > self._timeout:
             return self._deny(
                 compiled, (*errors, f"evaluation took {elapsed * 1000:.1f} ms, over its budget")
