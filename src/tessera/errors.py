@@ -117,6 +117,20 @@ class InvalidToken(TesseraError):
     status = 401
 
 
+class InsufficientScope(TesseraError):
+    """RFC 6750 §3.1: the token is valid but lacks the scope the API requires."""
+
+    error = "insufficient_scope"
+    status = 403
+
+
+class InvalidResourceDPoPProof(TesseraError):
+    """RFC 9449 §7.1: a protected API refuses the DPoP proof that came with a bound token."""
+
+    error = "invalid_dpop_proof"
+    status = 401
+
+
 # --- Admin and generic API errors ---------------------------------------------------------
 
 
