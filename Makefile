@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format typecheck bench clean
+.PHONY: run test lint format typecheck bench clean authzen-example
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "tessera needs Python 3.11 or later"'
@@ -15,6 +15,13 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	$(BIN)/tessera serve
+
+# The AuthZEN certification fixture (examples/authzen-certification) on the default port, in its
+# own data directory, with TESSERA_AUTHZEN_ALLOW_ANONYMOUS on: for certification runs only.
+AUTHZEN_HOME ?= .tessera-authzen
+authzen-example: $(STAMP)
+	TESSERA_HOME=$(AUTHZEN_HOME) TESSERA_POLICY_BUNDLE=examples/authzen-certification \
+	TESSERA_AUTHZEN_ALLOW_ANONYMOUS=true $(BIN)/tessera serve
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
