@@ -85,6 +85,14 @@ def _policies_of_file(
             continue
         for policy in static.values():
             annotations = {str(k): str(v) for k, v in (policy.get("annotations") or {}).items()}
+            ttl = annotations.get("max_ttl")
+            if ttl is not None and not (ttl.isascii() and ttl.isdigit() and int(ttl) > 0):
+                # Caught here, not ignored when issuing: a cap that does not cap would widen access.
+                problems.append(
+                    Problem(
+                        name, source.line, f"@max_ttl must be a positive number of seconds, not '{ttl[:40]}'"
+                    )
+                )
             policy_id = annotations.get("id") or f"{name}:{source.line}"
             meta = PolicyMeta(policy_id, str(policy.get("effect")), name, source.line, annotations)
             found.append((meta, policy))

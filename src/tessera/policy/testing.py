@@ -85,9 +85,12 @@ class TestReport:
 
 
 def parse_uid(value: Any, where: str) -> Uid:
+    if isinstance(value, str) and '::"' in value and value.endswith('"'):
+        type_, _, id_ = value.partition('::"')  # Type::"id", where the id may hold '::'
+        return Uid(type_, id_[:-1])
     if isinstance(value, str) and "::" in value:
         type_, _, id_ = value.rpartition("::")
-        return Uid(type_, id_.strip('"'))
+        return Uid(type_, id_)
     try:
         return Uid.from_json(value)
     except ValueError as exc:

@@ -122,6 +122,13 @@ def test_templates_are_refused_at_their_line() -> None:
     assert "templates are not supported" in found[0].message
 
 
+@pytest.mark.parametrize("value", ["5m", "0", "-60", "", "60 ", "六十"])
+def test_a_max_ttl_that_is_not_positive_seconds_is_a_problem(value: str) -> None:
+    found = problems(bundle(PERMIT, f'@id("capped")\n@max_ttl("{value}")\n{PERMIT}'))
+    assert [(p.file, p.line) for p in found] == [("policies.cedar", 2)]
+    assert found[0].message == f"@max_ttl must be a positive number of seconds, not '{value}'"
+
+
 def test_a_missing_schema_is_a_problem() -> None:
     found = problems(Bundle({"a.cedar": PERMIT}))
     assert [(p.file, p.message) for p in found] == [("schema.cedarschema", "missing schema")]

@@ -126,6 +126,22 @@ def test_a_malformed_test_file_is_reported_with_its_name(text: str, message: str
     assert error.value.error == "invalid_request"  # the admin API answers 400, not 500
 
 
+@pytest.mark.parametrize(
+    ("written", "uid"),
+    [
+        ("Agent::fraud-bot", Uid("Agent", "fraud-bot")),
+        ('Agent::"fraud-bot"', Uid("Agent", "fraud-bot")),
+        ('Audience::"urn::odd::id"', Uid("Audience", "urn::odd::id")),
+        ('Acme::Doc::"d1"', Uid("Acme::Doc", "d1")),
+        ("Acme::Doc::d1", Uid("Acme::Doc", "d1")),
+        ("Audience::https://api.example/x", Uid("Audience", "https://api.example/x")),
+        ({"type": "Agent", "id": "a"}, Uid("Agent", "a")),
+    ],
+)
+def test_test_cases_name_entities_as_cedar_does(written: object, uid: Uid) -> None:
+    assert testing.parse_uid(written, "here") == uid
+
+
 def test_a_bundle_without_cases_is_not_ok() -> None:
     files = {n: c for n, c in starter_bundle().files.items() if not n.startswith("tests/")}
     report = run_tests(Bundle(files))
