@@ -14,6 +14,7 @@ from tessera.config import Settings
 from tessera.identity.agents import Transition
 from tessera.runtime import Runtime
 from tessera.server.app import create_app
+from tessera.server.authzen import pdp_metadata
 from tests.unit.helpers import Client, private_key, proof, register, request_token
 from tests.unit.policy.authzen_support import decision_records, start_example_runtime
 
@@ -88,6 +89,14 @@ def test_metadata_is_public(runtime: Runtime, http: InProcess) -> None:
     assert body["policy_decision_point"] == runtime.issuer == "http://tessera.test"
     assert body["access_evaluation_endpoint"] == "http://tessera.test/access/v1/evaluation"
     assert "capabilities" not in body  # none registered; parameters without values are omitted
+
+
+def test_metadata_follows_an_https_issuer() -> None:
+    metadata = pdp_metadata("https://pdp.example.com")
+    assert metadata["policy_decision_point"] == "https://pdp.example.com"
+    assert all(
+        str(url).startswith("https://pdp.example.com/access/v1/") for url in list(metadata.values())[1:]
+    )
 
 
 def test_without_credentials_the_answer_is_401_with_both_challenges(http: InProcess) -> None:
