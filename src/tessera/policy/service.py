@@ -59,7 +59,9 @@ class VersionInfo:
     files: list[str]
 
 
-class PolicyService:
+class _PolicyStateService:
+    """What the policy and resource services share: storage, time, the PDP and the audit log."""
+
     def __init__(
         self, engine: Engine, clock: Clock, pdp: PolicyDecisionPoint, auditor: Auditor | None
     ) -> None:
@@ -67,6 +69,13 @@ class PolicyService:
         self._clock = clock
         self._pdp = pdp
         self._auditor = auditor
+
+
+class PolicyService(_PolicyStateService):
+    def __init__(
+        self, engine: Engine, clock: Clock, pdp: PolicyDecisionPoint, auditor: Auditor | None
+    ) -> None:
+        super().__init__(engine, clock, pdp, auditor)
         self._store = SqlPolicyStore()
         self._compiled: dict[str, CompiledBundle] = {}
         self._lock = threading.Lock()
@@ -193,14 +202,11 @@ def validate_uid(type_: str, id_: str) -> Uid:
     return Uid(type_, id_)
 
 
-class ResourceService:
+class ResourceService(_PolicyStateService):
     def __init__(
         self, engine: Engine, clock: Clock, pdp: PolicyDecisionPoint, auditor: Auditor | None
     ) -> None:
-        self._engine = engine
-        self._clock = clock
-        self._pdp = pdp
-        self._auditor = auditor
+        super().__init__(engine, clock, pdp, auditor)
         self._store = SqlResourceStore()
 
     def load(self) -> None:

@@ -151,15 +151,20 @@ def _single_params(pairs: list[tuple[str, str]]) -> dict[str, str]:
     return params
 
 
+async def _token_and_caller(request: Request) -> tuple[str, Caller]:
+    """The ``token`` parameter and the authenticated caller (RFC 7662 §2.1, RFC 7009 §2.1)."""
+    params = _single_params(await read_form(request))
+    token_value = params.get("token")
+    if not token_value:
+        raise InvalidRequest("missing token")
+    return token_value, await _caller(request, params)
+
+
 @router.post("/oauth2/introspect")
 async def introspect(request: Request) -> Response:
     runtime = runtime_of(request)
     try:
-        params = _single_params(await read_form(request))
-        token_value = params.get("token")
-        if not token_value:
-            raise InvalidRequest("missing token")
-        caller = await _caller(request, params)
+        token_value, caller = await _token_and_caller(request)
     except TesseraError as exc:
         return error_response(exc)
     body, _ = await run_in_threadpool(runtime.introspector.introspect, token_value, caller, caller.context)
@@ -170,11 +175,7 @@ async def introspect(request: Request) -> Response:
 async def revoke(request: Request) -> Response:
     runtime = runtime_of(request)
     try:
-        params = _single_params(await read_form(request))
-        token_value = params.get("token")
-        if not token_value:
-            raise InvalidRequest("missing token")
-        caller = await _caller(request, params)
+        token_value, caller = await _token_and_caller(request)
         await run_in_threadpool(runtime.revoker.revoke_token, token_value, caller, caller.context)
     except TesseraError as exc:
         return error_response(exc)

@@ -15,6 +15,7 @@ from typing import Any
 from joserfc import jwt
 
 from tessera.identity.keys import PublicKey
+from tessera.tokens.authorization_details import task_id_of
 from tessera.tokens.jose import (
     JwsError,
     audiences,
@@ -48,10 +49,7 @@ class AccessToken:
 
     @property
     def task_id(self) -> str | None:
-        for detail in self.authorization_details:
-            if detail.get("type") == "agent_task" and isinstance(detail.get("task_id"), str):
-                return str(detail["task_id"])
-        return None
+        return task_id_of(self.authorization_details)
 
     @property
     def token_type(self) -> str:

@@ -82,3 +82,11 @@ def parse_authorization_details(raw: str | None) -> list[dict[str, Any]]:
     if len(details) > 1:
         raise InvalidAuthorizationDetails("at most one agent_task per token request")
     return details
+
+
+def task_id_of(details: tuple[dict[str, Any], ...] | list[dict[str, Any]]) -> str | None:
+    """The ``task_id`` of the ``agent_task`` entry, if any."""
+    for detail in details:
+        if detail.get("type") == AGENT_TASK and isinstance(detail.get("task_id"), str):
+            return str(detail["task_id"])
+    return None

@@ -25,6 +25,7 @@ from tessera.storage.group_commit import GroupCommit
 from tessera.storage.single_use import AlreadyUsed, SqlSingleUseStore
 from tessera.storage.tables import issued_tokens
 from tessera.tokens.access_tokens import mint_access_token
+from tessera.tokens.authorization_details import task_id_of
 from tessera.tokens.client_auth import SingleUse
 from tessera.tokens.signing_keys import KeyRing
 
@@ -51,10 +52,7 @@ class TokenGrant:
 
     @property
     def task_id(self) -> str | None:
-        for detail in self.authorization_details:
-            if detail.get("type") == "agent_task":
-                return str(detail["task_id"])
-        return None
+        return task_id_of(self.authorization_details)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,10 +70,7 @@ class IssuedToken:
 
     @property
     def task_id(self) -> str | None:
-        for detail in self.authorization_details:
-            if detail.get("type") == "agent_task":
-                return str(detail["task_id"])
-        return None
+        return task_id_of(self.authorization_details)
 
     def response(self) -> dict[str, Any]:
         """RFC 6749 §5.1, RFC 9449 §5 (``token_type``), RFC 9396 §7."""
