@@ -1,7 +1,8 @@
 """Compiling a bundle: parse and validate once, keep pre-parsed handles for decisions.
 
-Each policy's id is its ``@id`` annotation, or ``file.cedar:LINE`` without one,
-so decisions name policies the way their authors do. Other annotations
+Each policy's id is its ``@id`` annotation, or ``file.cedar:LINE`` without one
+(``file.cedar:LINE#2`` for a second policy starting on that line), so decisions
+name policies the way their authors do. Other annotations
 (``@approval``, ``@max_ttl``…) are kept: they become obligations when their
 policy determines a permit.
 """
@@ -73,7 +74,11 @@ def _policies_of_file(
     name: str, text: str, problems: list[Problem]
 ) -> list[tuple[PolicyMeta, dict[str, Any]]]:
     found: list[tuple[PolicyMeta, dict[str, Any]]] = []
+    on_line: dict[int, int] = {}
     for source in split_policies(text):
+        # Without an @id, a policy is named by where it starts; a second one on that line gets "#2".
+        nth = on_line[source.line] = on_line.get(source.line, 0) + 1
+        where = f"{name}:{source.line}" + (f"#{nth}" if nth > 1 else "")
         try:
             est = json.loads(cedarpy.policies_to_json_str(source.text))
         except ValueError as exc:
@@ -93,7 +98,7 @@ def _policies_of_file(
                         name, source.line, f"@max_ttl must be a positive number of seconds, not '{ttl[:40]}'"
                     )
                 )
-            policy_id = annotations.get("id") or f"{name}:{source.line}"
+            policy_id = annotations.get("id") or where
             meta = PolicyMeta(policy_id, str(policy.get("effect")), name, source.line, annotations)
             found.append((meta, policy))
     return found

@@ -36,6 +36,19 @@ def test_policy_ids_come_from_id_annotations_or_file_and_line() -> None:
     assert named.annotations == {"id": "named", "max_ttl": "60"}
 
 
+def test_policies_sharing_a_line_get_distinct_ids() -> None:
+    forbid = 'forbid(principal, action == Action::"write", resource);'
+    compiled = compile_bundle(bundle(f"{PERMIT} {forbid} {PERMIT}", f'@id("x") {PERMIT} {PERMIT}'))
+    assert sorted(compiled.policies) == [
+        "policies.cedar:1",
+        "policies.cedar:1#2",
+        "policies.cedar:1#3",
+        "policies.cedar:2#2",
+        "x",
+    ]
+    assert compiled.policies["policies.cedar:1#2"].effect == "forbid"
+
+
 def test_a_parse_error_is_reported_at_its_file_and_line() -> None:
     found = problems(
         Bundle(
