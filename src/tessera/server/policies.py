@@ -146,8 +146,9 @@ def list_resources(call: Admin, type: Annotated[str | None, Query(max_length=128
     }
 
 
-@router.delete("/resources/{type_}/{id_}")
+@router.delete("/resources/{type_}/{id_:path}")
 def remove_resource(type_: str, id_: str, call: Admin) -> dict[str, Any]:
+    """Ids may hold '/' (URIs often are ids); the type cannot, so the rest of the path is the id."""
     call.runtime.resources.remove(type_, id_, call.context)
     return {"type": type_, "id": id_, "removed": True}
 

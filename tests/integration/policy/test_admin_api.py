@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -156,8 +157,14 @@ def test_resources_are_registered_listed_and_removed(policy_server: ServerProces
         assert removed.json() == {"type": "Resource", "id": "account-2001", "removed": True}
         assert_error(admin.delete("/admin/v1/resources/Resource/account-2001"), 404, "not_found")
         assert [r["id"] for r in admin.get("/admin/v1/resources").json()["resources"]] == ["payments"]
-        assert len(records(admin, "resource.added")) == 2
-        assert len(records(admin, "resource.removed")) == 1
+
+        uri = "https://records.example/9?v=1"  # an id with '/' in it is still removable
+        assert admin.post("/admin/v1/resources", json={"id": uri}).status_code == 201
+        removed = admin.delete(f"/admin/v1/resources/Resource/{quote(uri, safe='')}")
+        assert removed.status_code == 200, removed.text
+        assert removed.json()["id"] == uri
+        assert len(records(admin, "resource.added")) == 3
+        assert len(records(admin, "resource.removed")) == 2
 
 
 def test_decisions_are_explained_and_recorded(policy_server: ServerProcess) -> None:
