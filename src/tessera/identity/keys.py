@@ -6,6 +6,7 @@ without a kid, its RFC 7638 thumbprint becomes the kid.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from joserfc.errors import JoseError
@@ -31,6 +32,28 @@ def allowed_algorithms(jwk: dict[str, Any]) -> tuple[str, ...]:
 
 def import_public_key(jwk: dict[str, Any]) -> PublicKey:
     """Import a public JWK into a joserfc key; raises ``ValidationFailed`` on anything else."""
+    _check_public(jwk)
+    return _import(_members(jwk))
+
+
+def import_public_key_cached(jwk: dict[str, Any]) -> tuple[PublicKey, str]:
+    """:func:`import_public_key` and the key's RFC 7638 thumbprint, for the per-request paths.
+
+    The same checks run every time; the import is memoised (bounded LRU) by the JWK's
+    whole content, so a reused ``kid`` can never yield a different key. Importing
+    costs about as much as verifying a signature, and agents present the same few
+    keys again and again (client assertions, DPoP proofs).
+    """
+    _check_public(jwk)
+    members = _members(jwk)
+    try:
+        return _import_and_thumbprint(tuple(sorted(members.items())))
+    except TypeError:  # a member that cannot be hashed (a list, say): no caching
+        key = _import(members)
+        return key, key.thumbprint()
+
+
+def _check_public(jwk: dict[str, Any]) -> None:
     if not isinstance(jwk, dict):
         raise ValidationFailed("jwk must be a json object")
     if PRIVATE_MEMBERS & jwk.keys():
@@ -39,15 +62,27 @@ def import_public_key(jwk: dict[str, Any]) -> PublicKey:
         raise ValidationFailed(
             f"unsupported key type '{jwk.get('kty')}'/'{jwk.get('crv')}': use EC P-256 or OKP Ed25519"
         )
+
+
+def _members(jwk: dict[str, Any]) -> dict[str, Any]:
     # Which algorithms a key may verify is decided by the caller (the registered alg,
     # ALGORITHMS_FOR_CURVE), so the key object carries no "alg" to veto EdDSA vs Ed25519.
-    members = {k: v for k, v in jwk.items() if k != "alg"}
+    return {k: v for k, v in jwk.items() if k != "alg"}
+
+
+def _import(members: dict[str, Any]) -> PublicKey:
     try:
-        if jwk["kty"] == "EC":
+        if members["kty"] == "EC":
             return ECKey.import_key(members)
         return OKPKey.import_key(members)
     except (JoseError, ValueError, KeyError, TypeError) as exc:
         raise ValidationFailed(f"invalid jwk: {str(exc).lower()}") from exc
+
+
+@functools.lru_cache(maxsize=4096)
+def _import_and_thumbprint(members: tuple[tuple[str, Any], ...]) -> tuple[PublicKey, str]:
+    key = _import(dict(members))
+    return key, key.thumbprint()
 
 
 def normalise_public_jwk(jwk: dict[str, Any]) -> tuple[str, str, dict[str, str]]:

@@ -19,7 +19,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from tessera.errors import InvalidClient, InvalidRequest
 from tessera.identity.agents import Agent
-from tessera.identity.keys import import_public_key
+from tessera.identity.keys import import_public_key_cached
 from tessera.storage.single_use import single_use_key
 from tessera.tokens.jose import (
     JwsError,
@@ -122,7 +122,7 @@ class ClientAuthenticator:
         else:
             raise InvalidClient("client assertion has no kid and the client has several keys")
         try:
-            public = import_public_key(key.jwk)
+            public, _ = import_public_key_cached(key.jwk)
             algs = ("EdDSA", "Ed25519") if key.jwk.get("kty") == "OKP" else (key.alg,)
             verify_signature(jws, public, algs)
             auds = audiences(jws.claims)

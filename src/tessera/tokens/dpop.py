@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from tessera.errors import ValidationFailed
-from tessera.identity.keys import PRIVATE_MEMBERS, allowed_algorithms, import_public_key
+from tessera.identity.keys import PRIVATE_MEMBERS, allowed_algorithms, import_public_key_cached
 from tessera.tokens.jose import JwsError, number_claim, parse_compact, string_claim, verify_signature
 from tessera.tokens.sealing import b64url_decode, b64url_encode
 
@@ -104,7 +104,7 @@ def verify_dpop_proof(
     if PRIVATE_MEMBERS & jwk.keys():
         raise JwsError("dpop proof jwk holds private key material")
     try:
-        key = import_public_key(jwk)
+        key, jkt = import_public_key_cached(jwk)
     except ValidationFailed as exc:
         raise JwsError(f"dpop proof jwk: {exc.description}") from exc
     verify_signature(jws, key, allowed_algorithms(jwk))
@@ -132,7 +132,7 @@ def verify_dpop_proof(
     nonce = claims.get("nonce")
     if nonce is not None and not isinstance(nonce, str):
         raise JwsError("claim 'nonce' must be a string")
-    return DPoPProof(jkt=key.thumbprint(), jti=jti, iat=iat, htm=htm, htu=htu, nonce=nonce)
+    return DPoPProof(jkt=jkt, jti=jti, iat=iat, htm=htm, htu=htu, nonce=nonce)
 
 
 class NonceIssuer:
