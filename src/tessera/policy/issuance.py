@@ -19,7 +19,7 @@ from tessera.clock import Clock
 from tessera.errors import AccessDenied, InvalidScope
 from tessera.identity.agents import Agent
 from tessera.policy.context import ContextBuilder, TokenFacts
-from tessera.policy.entities import AGENT_TYPE, Uid
+from tessera.policy.entities import AGENT_TYPE, Uid, agent_entity
 from tessera.policy.pdp import Decision, DecisionRequest, PolicyDecisionPoint, merge_obligations
 
 ISSUE_ACTION = "issue_token"
@@ -72,8 +72,12 @@ class IssuancePolicy:
             token=facts,
             client_ip=client_ip,
         )
+        principal = Uid(AGENT_TYPE, agent.id)
+        # The agent as authentication just read it, not as this worker's change feed last heard
+        # of it: an agent registered through another replica gets its token at once.
+        current = {principal.key: agent_entity(agent)}
         requests = [
-            DecisionRequest(Uid(AGENT_TYPE, agent.id), ISSUE_ACTION, Uid(AUDIENCE_TYPE, aud), context)
+            DecisionRequest(principal, ISSUE_ACTION, Uid(AUDIENCE_TYPE, aud), context, current)
             for aud in audience
         ]
         decisions = tuple(self._pdp.decide_batch(requests))

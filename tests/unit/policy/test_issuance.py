@@ -8,6 +8,7 @@ from tessera.audit.service import RequestContext
 from tessera.clock import ManualClock
 from tessera.errors import AccessDenied, InvalidScope
 from tessera.policy.bundle import Bundle
+from tessera.policy.entities import Uid
 from tessera.policy.service import starter_bundle
 from tessera.runtime import Runtime
 from tests.unit.helpers import Client, register, request_token, unverified_claims
@@ -134,3 +135,13 @@ def test_a_refused_token_is_recorded_as_denied(runtime: Runtime, client: Client)
     assert denied
     assert denied[-1]["data"]["error"] == "invalid_scope"
     assert audit_records(runtime.engine, "token.issued") == []
+
+
+def test_an_agent_registered_through_another_runtime_gets_a_token_at_once(
+    runtime: Runtime, second_runtime: Runtime
+) -> None:
+    newcomer = register(runtime, scopes=("tickets:read",))
+    # second_runtime has not read the change feed: its entity index does not know the agent yet.
+    assert second_runtime.entities.get(Uid("Agent", newcomer.id)) is None
+    issued = request_token(second_runtime, newcomer)
+    assert issued.policies == ("issue-tokens-within-registered-scopes",)
