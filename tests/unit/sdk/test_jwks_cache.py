@@ -136,3 +136,28 @@ def test_only_usable_public_signing_keys_are_kept() -> None:
 @pytest.mark.parametrize("jwks", [None, [], {"keys": "x"}, {"keys": [1, 2]}, {}])
 def test_malformed_jwks_documents_hold_no_keys(jwks: Any) -> None:
     assert not JwksCache(jwks=jwks if jwks is not None else {}).has("k1")
+
+
+def test_a_key_the_server_dropped_stops_verifying_within_max_age() -> None:
+    server = FakeServer(es256("k1"))
+    clock = Clock()
+    cache = JwksCache(URI, http=server.client(), min_interval=10, max_age=300, clock=clock)
+    assert cache.get("k1") is not None
+    server.keys = [es256("k2")]  # k1 retired on the server
+    clock.now = 299
+    assert cache.get("k1") is not None
+    assert cache.get("k1", allow_fetch=True) is not None
+    clock.now = 300
+    assert cache.get("k1") is None
+    assert cache.get("k2") is not None
+    assert len(server.requests) == 2
+
+
+def test_a_stale_copy_is_not_used_without_fetching() -> None:
+    server = FakeServer(es256("k1"))
+    clock = Clock()
+    cache = JwksCache(URI, http=server.client(), max_age=300, clock=clock)
+    cache.get("k1")
+    clock.now = 300
+    with pytest.raises(UnknownKey):
+        cache.get("k1", allow_fetch=False)

@@ -6,7 +6,7 @@ import pytest
 
 from tessera.clock import ManualClock
 from tessera.runtime import Runtime
-from tessera.sdk.verifier import ReplayCache, VerificationError, VerifiedRequest
+from tessera.sdk.verifier import ReplayCache, TokenVerifier, VerificationError, VerifiedRequest
 from tests.unit.helpers import Client, PrivateKey, local_verifier, private_key, proof, request_token
 
 API = "https://api.example/tickets"
@@ -146,3 +146,11 @@ def test_the_replay_cache_is_bounded_and_forgets_expired_entries() -> None:
     assert cache.first_use("c", expires_at=100, now=0)  # evicts the oldest
     assert not cache.first_use("c", expires_at=100, now=0)
     assert cache.first_use("c", expires_at=300, now=200)  # expired entries are forgotten
+
+
+def test_a_verifier_always_checks_an_audience(runtime: Runtime, client: Client) -> None:
+    assert TokenVerifier.for_server("https://as.example/").audience == "https://as.example"
+    assert TokenVerifier.for_server("https://as.example", audience=API).audience == API
+    for_api = request_token(runtime, client, resource=API).access_token
+    with pytest.raises(VerificationError, match="audience"):
+        local_verifier(runtime).verify_token(for_api)  # audience defaults to the issuer
