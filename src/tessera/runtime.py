@@ -128,7 +128,12 @@ class Runtime:
             allow_client_secret=settings.allow_client_secret,
         )
         self.issuer_service = TokenIssuer(
-            self.engine, self.clock, self.ids, issuer=self.issuer, keyring=self.keyring
+            self.engine,
+            self.clock,
+            self.ids,
+            issuer=self.issuer,
+            keyring=self.keyring,
+            max_token_bytes=settings.max_token_bytes,
         )
         nonces = (
             NonceIssuer(self.sealer.derive("tessera/dpop-nonce/v1"), settings.dpop_nonce_lifetime)

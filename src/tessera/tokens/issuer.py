@@ -17,7 +17,13 @@ from sqlalchemy import Connection, Engine, insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from tessera.clock import Clock
-from tessera.errors import InvalidClient, InvalidDPoPProof, ServiceUnavailable
+from tessera.errors import (
+    InvalidAuthorizationDetails,
+    InvalidClient,
+    InvalidDPoPProof,
+    InvalidRequest,
+    ServiceUnavailable,
+)
 from tessera.identity.agents import Agent
 from tessera.ids import IdGenerator
 from tessera.storage.database import writing
@@ -94,12 +100,14 @@ class TokenIssuer:
         *,
         issuer: str,
         keyring: Callable[[], KeyRing],
+        max_token_bytes: int | None = None,
     ) -> None:
         self._engine = engine
         self._clock = clock
         self._ids = ids
         self._issuer = issuer
         self._keyring = keyring
+        self._max_token_bytes = max_token_bytes
         self._single_use = SqlSingleUseStore()
         self._commits = GroupCommit(engine)
 
@@ -138,6 +146,13 @@ class TokenIssuer:
             claims["authorization_details"] = list(grant.authorization_details)
         claims.update(grant.extra_claims)
         token = mint_access_token(key.private_key, key.kid, key.alg, claims)
+        if self._max_token_bytes is not None and len(token) > self._max_token_bytes:
+            # Verifiers refuse tokens over this size: issuing one would hand out a dud.
+            error = InvalidAuthorizationDetails if grant.authorization_details else InvalidRequest
+            raise error(
+                f"the token would be {len(token)} bytes, over the {self._max_token_bytes}-byte limit; "
+                "ask for fewer resources or a shorter task description"
+            )
         row = {
             "jti": jti,
             "agent_id": grant.agent.id,
