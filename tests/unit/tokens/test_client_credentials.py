@@ -202,3 +202,16 @@ def test_request_shape(runtime: Runtime, client: Client) -> None:
         runtime.token_endpoint.handle(
             type(get)(params=get.params, resources=get.resources, method="GET", url=get.url)
         )
+
+
+def test_a_token_too_large_to_verify_is_not_issued(runtime: Runtime, client: Client) -> None:
+    """Details within their own limit can still make a token over the verifiers' size limit."""
+    resources = [f"https://api.example/{'r' * 180}/{i}" for i in range(30)]
+    big = json.dumps([{**TASK, "purpose": "p" * 400, "resources": resources}])
+    with pytest.raises(InvalidAuthorizationDetails, match="over the 8192-byte limit"):
+        request_token(runtime, client, authorization_details=big)
+    # A request just under the limit is issued, and verifies.
+    fits = json.dumps([{**TASK, "resources": resources[:12]}])
+    token = request_token(runtime, client, authorization_details=fits).access_token
+    assert len(token) <= runtime.settings.max_token_bytes
+    assert runtime.validator.verify(token).task_id == "T-42"
