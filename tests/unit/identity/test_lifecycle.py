@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tessera.clock import ManualClock
-from tessera.errors import Conflict, NotFound, ValidationFailed
-from tessera.identity.agents import LifecycleState, Transition, next_state
+from tessera.errors import Conflict, NotFound, UnauthorizedClient, ValidationFailed
+from tessera.identity.agents import Agent, LifecycleState, Transition, next_state
 from tessera.identity.service import NewAgent
 from tessera.runtime import Runtime
 from tessera.tokens.introspection import Caller
@@ -129,3 +129,29 @@ def test_an_expiry_in_the_past_is_refused(runtime: Runtime, clock: ManualClock) 
 def test_a_transition_of_an_unknown_agent(runtime: Runtime) -> None:
     with pytest.raises(NotFound):
         runtime.agents.transition("agt_nobody", Transition.SUSPEND)
+
+
+@pytest.mark.parametrize(
+    ("stop", "restart"),
+    [(Transition.SUSPEND, Transition.RESUME), (Transition.QUARANTINE, Transition.RELEASE)],
+)
+def test_a_token_request_racing_a_suspension_gets_nothing(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch, stop: Transition, restart: Transition
+) -> None:
+    """The agent is suspended between client authentication and the token being recorded."""
+    client = register(runtime)
+    find = runtime.agents.find
+
+    def find_then_stop(agent_id: str) -> Agent | None:
+        agent = find(agent_id)
+        runtime.agents.transition(agent_id, stop)  # lands while the request is in flight
+        return agent
+
+    monkeypatch.setattr(runtime.authenticator, "_lookup", find_then_stop)
+    issued: list[str] = []
+    with pytest.raises(UnauthorizedClient, match=r"is (suspended|quarantined)"):
+        issued.append(request_token(runtime, client).access_token)
+    monkeypatch.undo()
+    runtime.agents.transition(client.id, restart)
+    assert issued == []
+    assert runtime.validator.verify(request_token(runtime, client).access_token)
