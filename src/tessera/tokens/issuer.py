@@ -13,21 +13,39 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, insert
+from sqlalchemy import Connection, Engine, bindparam, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from tessera.clock import Clock
-from tessera.errors import InvalidClient, InvalidDPoPProof, ServiceUnavailable
-from tessera.identity.agents import Agent
+from tessera.errors import (
+    InvalidAuthorizationDetails,
+    InvalidClient,
+    InvalidDPoPProof,
+    InvalidRequest,
+    ServiceUnavailable,
+    UnauthorizedClient,
+)
+from tessera.identity.agents import Agent, LifecycleState
 from tessera.ids import IdGenerator
 from tessera.storage.database import writing
+from tessera.storage.group_commit import GroupCommit
 from tessera.storage.single_use import AlreadyUsed, SqlSingleUseStore
-from tessera.storage.tables import issued_tokens
+from tessera.storage.tables import agents, issued_tokens
 from tessera.tokens.access_tokens import mint_access_token
+from tessera.tokens.authorization_details import task_id_of
 from tessera.tokens.client_auth import SingleUse
+from tessera.tokens.revocation import AgentStatus
 from tessera.tokens.signing_keys import KeyRing
 
 log = logging.getLogger(__name__)
+_INSERT_ISSUED = insert(issued_tokens)  # built once; rows are passed as parameters
+# FOR SHARE on PostgreSQL (nothing on SQLite, whose writers are serialised): a suspension
+# either waits for this token and then revokes it, or commits first and is seen here.
+_AGENT_STATE = (
+    select(agents.c.state, agents.c.expires_at)
+    .where(agents.c.id == bindparam("agent_id"))
+    .with_for_update(read=True)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,10 +67,7 @@ class TokenGrant:
 
     @property
     def task_id(self) -> str | None:
-        for detail in self.authorization_details:
-            if detail.get("type") == "agent_task":
-                return str(detail["task_id"])
-        return None
+        return task_id_of(self.authorization_details)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,10 +85,7 @@ class IssuedToken:
 
     @property
     def task_id(self) -> str | None:
-        for detail in self.authorization_details:
-            if detail.get("type") == "agent_task":
-                return str(detail["task_id"])
-        return None
+        return task_id_of(self.authorization_details)
 
     def response(self) -> dict[str, Any]:
         """RFC 6749 §5.1, RFC 9449 §5 (``token_type``), RFC 9396 §7."""
@@ -97,13 +109,16 @@ class TokenIssuer:
         *,
         issuer: str,
         keyring: Callable[[], KeyRing],
+        max_token_bytes: int | None = None,
     ) -> None:
         self._engine = engine
         self._clock = clock
         self._ids = ids
         self._issuer = issuer
         self._keyring = keyring
+        self._max_token_bytes = max_token_bytes
         self._single_use = SqlSingleUseStore()
+        self._commits = GroupCommit(engine)
 
     def claim_single_use(self, single_use: SingleUse) -> None:
         """Consume a client assertion used outside the token endpoint (introspection, revocation)."""
@@ -140,35 +155,50 @@ class TokenIssuer:
             claims["authorization_details"] = list(grant.authorization_details)
         claims.update(grant.extra_claims)
         token = mint_access_token(key.private_key, key.kid, key.alg, claims)
-        try:
-            with writing(self._engine) as conn:
-                if grant.client_single_use is not None:
-                    try:
-                        self._single_use.claim(
-                            conn, grant.client_single_use.key, grant.client_single_use.expires_at
-                        )
-                    except AlreadyUsed as exc:
-                        raise InvalidClient("client assertion jti has already been used") from exc
-                if grant.dpop_single_use is not None:
-                    try:
-                        self._single_use.claim(
-                            conn, grant.dpop_single_use.key, grant.dpop_single_use.expires_at
-                        )
-                    except AlreadyUsed as exc:
-                        raise InvalidDPoPProof("dpop proof jti has already been used") from exc
-                conn.execute(
-                    insert(issued_tokens).values(
-                        jti=jti,
-                        agent_id=grant.agent.id,
-                        task_id=grant.task_id,
-                        kid=key.kid,
-                        scope=scope,
-                        audience=list(grant.audience),
-                        cnf_jkt=grant.cnf_jkt,
-                        issued_at=now,
-                        expires_at=float(exp),
+        if self._max_token_bytes is not None and len(token) > self._max_token_bytes:
+            # Verifiers refuse tokens over this size: issuing one would hand out a dud.
+            error = InvalidAuthorizationDetails if grant.authorization_details else InvalidRequest
+            raise error(
+                f"the token would be {len(token)} bytes, over the {self._max_token_bytes}-byte limit; "
+                "ask for fewer resources or a shorter task description"
+            )
+        row = {
+            "jti": jti,
+            "agent_id": grant.agent.id,
+            "task_id": grant.task_id,
+            "kid": key.kid,
+            "scope": scope,
+            "audience": list(grant.audience),
+            "cnf_jkt": grant.cnf_jkt,
+            "issued_at": now,
+            "expires_at": float(exp),
+        }
+
+        def record(conn: Connection) -> None:
+            # The agent was checked when the request was authenticated; it may have been
+            # suspended since. Re-check where the token is recorded, or a later resume
+            # would bring this token to life (revocation only sees recorded tokens).
+            state = conn.execute(_AGENT_STATE, {"agent_id": grant.agent.id}).first()
+            if state is None or not AgentStatus(LifecycleState(state.state), state.expires_at).usable_at(now):
+                current = "gone" if state is None else state.state
+                raise UnauthorizedClient(f"agent '{grant.agent.id}' is {current}; no tokens are issued to it")
+            if grant.client_single_use is not None:
+                try:
+                    self._single_use.claim(
+                        conn, grant.client_single_use.key, grant.client_single_use.expires_at
                     )
-                )
+                except AlreadyUsed as exc:
+                    raise InvalidClient("client assertion jti has already been used") from exc
+            if grant.dpop_single_use is not None:
+                try:
+                    self._single_use.claim(conn, grant.dpop_single_use.key, grant.dpop_single_use.expires_at)
+                except AlreadyUsed as exc:
+                    raise InvalidDPoPProof("dpop proof jti has already been used") from exc
+            conn.execute(_INSERT_ISSUED, row)
+
+        try:
+            # Concurrent requests share one commit (one fsync); each still gets its own outcome.
+            self._commits.run(record)
         except (InvalidClient, InvalidDPoPProof):
             raise
         except SQLAlchemyError as exc:
