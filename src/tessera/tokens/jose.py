@@ -93,6 +93,9 @@ def parse_compact(value: str, *, max_bytes: int) -> CompactJws:
         raise JwsError("alg 'none' is not accepted")
     if alg not in ASYMMETRIC_ALGORITHMS:
         raise JwsError(f"alg '{alg[:20]}' is not accepted")
+    for member in ("typ", "kid", "cty"):  # RFC 7515 §4.1.4, §4.1.9, §4.1.10
+        if member in header and not isinstance(header[member], str):
+            raise JwsError(f"jws header '{member}' must be a string")
     if "crit" in header:
         raise JwsError(f"unsupported critical header parameters {header['crit']!r:.60}")
     if "b64" in header:
