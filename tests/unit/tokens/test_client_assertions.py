@@ -250,3 +250,9 @@ def test_oversized_assertions_are_refused(runtime: Runtime, client: Client) -> N
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
 def test_non_finite_exp_is_refused(runtime: Runtime, client: Client, value: float) -> None:
     refused(runtime, assertion(runtime, client, exp=value), "number")
+
+
+@pytest.mark.parametrize("header", [{"typ": 1}, {"typ": ["JWT"]}, {"typ": None}, {"kid": 7}, {"kid": ["k"]}])
+def test_typ_and_kid_must_be_strings(runtime: Runtime, client: Client, header: dict[str, Any]) -> None:
+    """A non-string typ or kid is malformed, not 'absent' (RFC 7515 §4.1.4, §4.1.9)."""
+    refused(runtime, assertion(runtime, client, header=header), "must be a string")

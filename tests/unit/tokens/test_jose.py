@@ -226,3 +226,10 @@ def test_lifetime_is_capped_from_iat_or_from_now() -> None:
         check_lifetime({"exp": NOW + 301}, now=NOW, leeway=0, max_lifetime=300)
     with pytest.raises(JwsError, match="lifetime exceeds"):  # an old iat cannot stretch the window
         check_lifetime({"iat": NOW - 10_000, "exp": NOW + 60}, now=NOW, leeway=0, max_lifetime=300)
+
+
+@pytest.mark.parametrize("member", ["typ", "kid", "cty"])
+@pytest.mark.parametrize("value", [1, None, ["x"], {"a": 1}, True])
+def test_string_header_members_must_be_strings(member: str, value: object) -> None:
+    with pytest.raises(JwsError, match=f"jws header '{member}' must be a string"):
+        parse_compact(unsigned({"alg": "ES256", member: value}, CLAIMS, b"x" * 64), max_bytes=8192)
