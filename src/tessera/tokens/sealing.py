@@ -62,9 +62,21 @@ def load_or_create_master_key(env_value: str | None, path: Path) -> bytes:
         return parse_master_key(path.read_text())
     path.parent.mkdir(parents=True, exist_ok=True)
     key = secrets.token_bytes(KEY_BYTES)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(b64url_encode(key) + "\n")
+    # Written whole to a private temporary file, then linked into place: workers starting
+    # together on a fresh home never see a partial file, and the first link wins.
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(b64url_encode(key) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return parse_master_key(path.read_text())
+    finally:
+        tmp.unlink(missing_ok=True)
     return key
 
 
