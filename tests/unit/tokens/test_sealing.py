@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,55 @@ def test_subkeys_are_per_purpose_and_deterministic() -> None:
 def test_a_master_key_of_the_wrong_size_is_refused() -> None:
     with pytest.raises(MasterKeyError):
         Sealer(b"x" * 16)
+
+
+def test_a_key_file_created_by_another_process_meanwhile_is_adopted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers sharing a fresh home race to create the file: the loser reads the winner's key."""
+    path = tmp_path / "master.key"
+    winner = load_or_create_master_key(None, path)
+    real_exists = Path.exists
+    calls: list[Path] = []
+
+    def not_yet(self: Path) -> bool:  # the file appears just after this check
+        if self == path and not calls:
+            calls.append(self)
+            return False
+        return real_exists(self)
+
+    monkeypatch.setattr(Path, "exists", not_yet)
+    assert load_or_create_master_key(None, path) == winner
+    assert calls == [path]
+    assert [p.name for p in tmp_path.iterdir()] == ["master.key"]  # no temporary files left
+
+
+def first_starts(path: Path, count: int) -> tuple[list[bytes], list[BaseException]]:
+    """``count`` threads load-or-create the key at ``path`` at the same moment."""
+    barrier = threading.Barrier(count)
+    keys: list[bytes] = []
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            barrier.wait(timeout=10)
+            keys.append(load_or_create_master_key(None, path))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return keys, errors
+
+
+def test_concurrent_first_starts_agree_on_one_key(tmp_path: Path) -> None:
+    for round_ in range(5):
+        path = tmp_path / f"home-{round_}" / "master.key"
+        keys, errors = first_starts(path, 8)
+        assert errors == []
+        assert len(keys) == 8
+        assert len(set(keys)) == 1
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
