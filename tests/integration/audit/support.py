@@ -8,11 +8,14 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 from sqlalchemy import Engine
 
+from tessera.audit.records import SecretHasher
+from tessera.config import Settings
 from tessera.sdk.proofs import (
     client_assertion,
     dpop_proof,
@@ -21,6 +24,7 @@ from tessera.sdk.proofs import (
     public_jwk,
 )
 from tessera.storage.database import create_database_engine
+from tessera.tokens.sealing import Sealer, load_or_create_master_key
 from tests.support import ServerProcess
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -43,6 +47,12 @@ def side_engine(database_url: str) -> Iterator[Engine]:
         yield engine
     finally:
         engine.dispose()
+
+
+def audit_hmac(home: Path) -> SecretHasher:
+    """The per-install audit key, derived as the server does, from the master key in its home."""
+    key = load_or_create_master_key(None, Settings(home=home).master_key_path)
+    return SecretHasher(Sealer(key).derive("tessera/audit-hmac/v1"))
 
 
 def new_agent(admin: httpx.Client, name: str = "worker", **fields: Any) -> tuple[str, dict[str, Any]]:
