@@ -23,8 +23,11 @@ authzen-example: $(STAMP)
 	TESSERA_HOME=$(AUTHZEN_HOME) TESSERA_POLICY_BUNDLE=examples/authzen-certification \
 	TESSERA_AUTHZEN_ALLOW_ANONYMOUS=true $(BIN)/tessera serve
 
+# Tests run on as many workers as there are cores (pytest-xdist); each worker makes its own
+# PostgreSQL database. TEST_ARGS passes extra arguments, e.g. TEST_ARGS="-k dpop -n 0".
+TEST_ARGS ?=
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto $(TEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
