@@ -126,7 +126,8 @@ class PolicyDecisionPoint:
             )
             started = time.perf_counter()
             try:
-                result = cedarpy.is_authorized(self._cedar_request(request), compiled.policy_set, entities)
+                policy_set = compiled.policy_set_for(request.action)
+                result = cedarpy.is_authorized(self._cedar_request(request), policy_set, entities)
             except (ValueError, TypeError) as exc:
                 decisions.append(self._deny(compiled, (f"request could not be evaluated: {exc}",)))
                 continue
