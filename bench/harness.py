@@ -144,6 +144,11 @@ class LoadResult:
     def rate(self) -> float:
         return self.ok / self.elapsed if self.elapsed > 0 else 0.0
 
+    @property
+    def per_server_cpu(self) -> float:
+        """Successful requests per second of the server's CPU time (all its threads)."""
+        return self.ok / self.server_cpu if self.server_cpu else float("nan")
+
     def percentile(self, q: float) -> float:
         if not self.latencies:
             return float("nan")
