@@ -1,4 +1,4 @@
-"""Turning exceptions into responses: ``TesseraError`` as data, anything else as 500."""
+"""Turning exceptions into responses: ``TesseraError`` as data, storage errors as 503, others as 500."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
-from tessera.errors import TesseraError
+from tessera.errors import ServiceUnavailable, TesseraError
 
 log = logging.getLogger("tessera.server")
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -50,6 +51,14 @@ def install_error_handlers(app: FastAPI) -> None:
             status_code=exc.status_code,
             headers=getattr(exc, "headers", None),
         )
+
+    @app.exception_handler(SQLAlchemyError)
+    async def _storage_error(request: Request, exc: SQLAlchemyError) -> Response:
+        # Operations write in one transaction, so a storage error means nothing was applied.
+        # Handled here, not as a bare 500, so the connection stays usable (Starlette re-raises
+        # unhandled exceptions and uvicorn then drops the keep-alive connection).
+        log.error("storage error on %s %s", request.method, request.url.path, exc_info=exc)
+        return error_response(ServiceUnavailable("storage is unavailable; the operation was not performed"))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
