@@ -55,10 +55,18 @@ class ServerProcess:
         return env
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
+        return self.spawn().wait_healthy(timeout)
+
+    def spawn(self) -> ServerProcess:
+        """Start the process without waiting (to start several at once); then ``wait_healthy``."""
         self.home.mkdir(parents=True, exist_ok=True)
         self.log_path = self.home.parent / f"server-{self.port}.log"
         with open(self.log_path, "wb") as log:
             self.process = self._spawn(log)
+        return self
+
+    def wait_healthy(self, timeout: float = 30.0) -> ServerProcess:
+        assert self.process is not None, "spawn() first"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -71,6 +79,11 @@ class ServerProcess:
             time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"server did not become healthy in {timeout}s: {self.log_tail()}")
+
+    def terminate(self) -> None:
+        """Ask the process to stop without waiting (``stop`` waits)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
 
     def log_tail(self, lines: int = 20) -> str:
         if self.log_path is None or not self.log_path.exists():

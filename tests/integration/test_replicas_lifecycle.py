@@ -14,7 +14,7 @@ import pytest
 
 from tessera.sdk.agent import AgentClient, TokenError
 from tests.integration.conftest import Replicas
-from tests.integration.helpers import eventually, introspect, jwt_parts, register_agent
+from tests.integration.helpers import assertion_form, eventually, introspect, jwt_parts, register_agent
 from tests.support import ServerProcess
 
 pytestmark = pytest.mark.integration
@@ -71,6 +71,36 @@ def test_lifecycle_changes_on_a_reach_b(replicas: Replicas) -> None:
     eventually(lambda: is_active(b, fresh), "resume seen on replica b")
     assert not is_active(b, tokens["suspend"])
     assert not is_active(a, tokens["suspend"])
+
+
+def test_revocation_on_a_reaches_b(replicas: Replicas) -> None:
+    a, b = replicas
+    with a.admin() as admin:
+        agent_id, key, _ = register_agent(admin, scopes=["x"])
+    client = AgentClient(b.url, agent_id, key)
+    try:
+        single = client.fetch_token().access_token
+        tasked = [client.fetch_token(task={"task_id": "T-9", "purpose": "batch"}).access_token for _ in "ab"]
+        other_task = client.fetch_token(task={"task_id": "T-10", "purpose": "batch"}).access_token
+    finally:
+        client.close()
+
+    # RFC 7009 at A, by the client itself, for a token B issued.
+    revoked = httpx.post(
+        f"{a.url}/oauth2/revoke", data={"token": single, **assertion_form(key, agent_id, a.url)}
+    )
+    assert revoked.status_code == 200, revoked.text
+    eventually(lambda: not is_active(b, single), "rfc 7009 revocation seen on b")
+
+    # Revocation by task through A's admin API.
+    with a.admin() as admin:
+        by_task = admin.post("/admin/v1/tokens/revoke", json={"task_id": "T-9"})
+    assert by_task.status_code == 200, by_task.text
+    assert by_task.json()["revoked"] == 2
+    for token in tasked:
+        eventually(lambda token=token: not is_active(b, token), "task revocation seen on b")
+    assert is_active(b, other_task)
+    assert is_active(a, other_task)
 
 
 def test_retiring_a_signing_key_on_a_kills_its_tokens_on_b(replicas: Replicas) -> None:

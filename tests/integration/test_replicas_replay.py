@@ -127,3 +127,29 @@ def test_client_assertion_at_introspection_is_single_use_across_replicas(
     assert_error(loser, 401, "invalid_client")
     winner = next(r for r in responses if r.status_code == 200)
     assert winner.json() == {"active": False}
+
+
+def test_dpop_nonce_from_one_replica_is_accepted_by_the_other(start_replicas: Any) -> None:
+    """RFC 9449 §8 nonces are derived from the shared master key, so any replica accepts them."""
+    a, b = start_replicas(TESSERA_DPOP_NONCE_REQUIRED="true")
+    with a.admin() as admin:
+        agent_id, private_jwk, _ = register_agent(admin, "nonce", scopes=["jobs:run"])
+    key, kid, alg = load_private_jwk(private_jwk)
+    issuer = a.url
+
+    def request(server: ServerProcess, nonce: str | None) -> httpx.Response:
+        form = {
+            "grant_type": "client_credentials",
+            "client_assertion_type": ASSERTION_TYPE,
+            "client_assertion": client_assertion(key, kid, alg, client_id=agent_id, audience=issuer),
+        }
+        proof = dpop_proof(key, alg, method="POST", url=f"{issuer}/oauth2/token", nonce=nonce)
+        return httpx.post(f"{server.url}/oauth2/token", data=form, headers={"DPoP": proof})
+
+    challenge = request(a, None)
+    assert_error(challenge, 400, "use_dpop_nonce")
+    nonce = challenge.headers["dpop-nonce"]
+    accepted = request(b, nonce)
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json()["token_type"] == "DPoP"
+    assert_error(request(b, "bm90LWEtbm9uY2U"), 400, "use_dpop_nonce")

@@ -71,6 +71,10 @@ def test_register_fetch_introspect_revoke(server: ServerProcess) -> None:
     assert introspect(server.url, token.access_token, **assertion_form(other_key, other_id, issuer)) == {
         "active": False
     }
+    # Forged, unknown and malformed tokens are exactly inactive, even to the admin.
+    forged = token.access_token[:-6] + ("AAAAAA" if not token.access_token.endswith("AAAAAA") else "BBBBBB")
+    for bogus in (forged, "not-a-token", "a.b.c", token.access_token + "x" * 10000):
+        assert introspect(server.url, bogus, admin=server.admin_token) == {"active": False}
 
     # Another agent may not revoke it: an error, and the token stays live.
     refused = httpx.post(
@@ -167,3 +171,26 @@ def test_storage_failure_while_revoking_is_an_error(server: ServerProcess, datab
         assert introspect(server.url, token, admin=server.admin_token) == {"active": False}
     finally:
         agent.close()
+
+
+@pytest.mark.parametrize("transition", ["suspend", "quarantine", "decommission"])
+def test_storage_failure_during_a_revoking_transition_is_an_error(
+    server: ServerProcess, database_url: str, transition: str
+) -> None:
+    """The kill switch must not half-happen: a 503 with a reason, the agent unchanged, tokens live."""
+    with server.admin() as admin:
+        agent_id, key, _ = register_agent(admin, scopes=["a"])
+        agent = AgentClient(server.url, agent_id, key)
+        try:
+            token = agent.fetch_token().access_token
+        finally:
+            agent.close()
+        with issued_tokens_unavailable(database_url):
+            failed = admin.post(f"/admin/v1/agents/{agent_id}/{transition}")
+            assert_error(failed, 503, "temporarily_unavailable")
+            # The same keep-alive connection still serves the next request.
+            assert admin.get(f"/admin/v1/agents/{agent_id}").json()["state"] == "active"
+        assert introspect(server.url, token, admin=server.admin_token)["active"] is True
+        done = admin.post(f"/admin/v1/agents/{agent_id}/{transition}")
+        assert done.status_code == 200, done.text
+        assert introspect(server.url, token, admin=server.admin_token) == {"active": False}
