@@ -533,6 +533,14 @@ def environment(tmp: Path, pinned: bool) -> dict[str, str]:
             text=True,
             check=False,
         ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--", "src"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+        if dirty:
+            commit += " (plus uncommitted changes under src/)"
     except OSError:
         commit = "?"
     try:
