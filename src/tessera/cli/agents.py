@@ -185,6 +185,86 @@ def show(agent_id: AgentId, json_output: JsonFlag = False) -> None:
     print_keys(agent.get("keys", []))
 
 
+def update_body(options: dict[str, Any], attr: list[str] | None, clear: dict[str, bool]) -> dict[str, Any]:
+    """The PATCH body: only what was given; ``--clear-*`` sends an empty map or list."""
+    body = {name: value for name, value in options.items() if value is not None}
+    if attr:
+        body["attributes"] = parse_attributes(attr)
+    for name, empty in (("attributes", {}), ("labels", []), ("resource_uris", [])):
+        if clear[name]:
+            if body.get(name):
+                raise CliError(f"--clear-{name.replace('_', '-')} contradicts the values given")
+            body[name] = empty
+    if not body:
+        raise CliError("nothing to update: give at least one option (see 'tessera agent update --help')")
+    return body
+
+
+@app.command("update")
+def update(
+    agent_id: AgentId,
+    *,
+    name: Annotated[str | None, typer.Option("--name", metavar="NAME", help="A new name.")] = None,
+    description: Annotated[
+        str | None, typer.Option("--description", metavar="D", help="What the agent does.")
+    ] = None,
+    attr: Annotated[
+        list[str] | None,
+        typer.Option("--attr", metavar="KEY=VALUE", help="Attribute (repeatable); replaces the whole map."),
+    ] = None,
+    clear_attributes: Annotated[
+        bool, typer.Option("--clear-attributes", help="Remove every attribute.")
+    ] = False,
+    segment: Annotated[str | None, typer.Option("--segment", metavar="S", help="Micro-segment.")] = None,
+    label: Annotated[
+        list[str] | None, typer.Option("--label", metavar="L", help="Label (repeatable); replaces them all.")
+    ] = None,
+    clear_labels: Annotated[bool, typer.Option("--clear-labels", help="Remove every label.")] = False,
+    scopes: Annotated[
+        str | None, typer.Option("--scopes", metavar='"A B"', help="Scopes it may request (replaces them).")
+    ] = None,
+    resource_uri: Annotated[
+        list[str] | None,
+        typer.Option("--resource-uri", metavar="URI", help="Resource URI (repeatable); replaces them all."),
+    ] = None,
+    clear_resource_uris: Annotated[
+        bool, typer.Option("--clear-resource-uris", help="Remove every resource URI.")
+    ] = False,
+    max_ttl: Annotated[
+        int | None, typer.Option("--max-ttl", metavar="SECONDS", help="Longest token lifetime.")
+    ] = None,
+    require_dpop: Annotated[
+        bool | None, typer.Option("--require-dpop/--no-require-dpop", help="Refuse tokens without DPoP.")
+    ] = None,
+    expires_at: ExpiresOption = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Change an agent's registration; only the options given change. Live tokens keep what they carry."""
+    options: dict[str, Any] = {
+        "name": name,
+        "description": description,
+        "segment": segment,
+        "labels": list(label) if label else None,
+        "scopes": scopes.split() if scopes is not None else None,
+        "resource_uris": list(resource_uri) if resource_uri else None,
+        "max_ttl": max_ttl,
+        "require_dpop": require_dpop,
+        "expires_at": expires_at,
+    }
+    clear = {
+        "attributes": clear_attributes,
+        "labels": clear_labels,
+        "resource_uris": clear_resource_uris,
+    }
+    body = update_body(options, attr, clear)
+    with admin_client() as client:
+        agent = client.request("PATCH", agent_path(agent_id), json=body)
+    if json_output:
+        emit_json(agent)
+    else:
+        line(f"{agent['id']}: updated {', '.join(sorted(body))}")
+
+
 def transition(action: str, agent_id: str, reason: str | None, json_output: bool) -> None:
     with admin_client() as client:
         agent = client.post(agent_path(agent_id, action), {"reason": reason} if reason is not None else None)
