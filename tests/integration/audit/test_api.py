@@ -42,6 +42,11 @@ def test_search_verify_export_prune_and_tamper(server: ServerProcess, database_u
         # The route signs the head first; only reads recorded asynchronously may trail unsigned.
         assert report.checkpoints_verified >= 1
 
+        # A partial export (the last hour) is widened to checkpoints and verifies just the same.
+        partial = export(admin, since="1h", until=(datetime.now(UTC) + timedelta(hours=1)).isoformat())
+        assert json.loads(partial[0])["requested"]["since"] is not None
+        assert verify_export(partial, keys_from_jwks(jwks)).ok
+
         # Prune everything up to the newest checkpoint: the rest still verifies, the pruning is recorded.
         assert admin.post("/admin/v1/audit/checkpoint").status_code == 201
         before = (datetime.now(UTC) + timedelta(seconds=5)).isoformat()
