@@ -33,7 +33,7 @@ from tessera.errors import ValidationFailed
 app = typer.Typer(help="Search, tail, verify, export and prune the audit log.", no_args_is_help=True)
 
 COLUMNS = ("time", "seq", "type", "actor", "subject", "task", "outcome", "reason")
-WIDTHS = (20, 6, 20, 22, 26, 12, 7)
+WIDTHS = (20, 6, 20, 32, 26, 12, 7)
 PAGE = 1000
 MIN_POLL, MAX_POLL = 0.25, 2.0
 OWN_POLL_ROUTE = "GET /admin/v1/audit/records"
@@ -94,11 +94,15 @@ def outcome_of(record: Mapping[str, Any]) -> str | None:
 
 
 def reason_of(record: Mapping[str, Any]) -> str | None:
-    """The record's reason; for a decision without one, what was asked (``read Resource::x``)."""
+    """The record's reason, else what it was about: a decision's question, a route, a scope."""
     data = record.get("data") or {}
-    if record.get("reason") or record.get("type") != "decision":
-        return record.get("reason")
-    return " ".join(str(data[key]) for key in ("action", "resource") if data.get(key)) or None
+    if record.get("reason"):
+        return str(record["reason"])
+    if record.get("type") == "decision":
+        return " ".join(str(data[key]) for key in ("action", "resource") if data.get(key)) or None
+    if isinstance(data.get("route"), str):
+        return str(data["route"])
+    return f"scope {data['scope']}" if isinstance(data.get("scope"), str) else None
 
 
 def row_of(record: Mapping[str, Any]) -> list[Any]:

@@ -60,7 +60,8 @@ def test_tail_prints_the_newest_oldest_first(cli: Cli, activity: dict[str, str])
         activity["agent"],
         "T-42",
         "permit",
-        "-",
+        "scope",
+        "records:read",
     ]
     assert lines[2].split()[7] == "invalid_scope"  # a refused request shows the error it got
     assert lines[3].endswith("deny     read Resource::doc-1")
