@@ -280,7 +280,7 @@ def verify(
         unsigned = report.get("unsigned_tail") or 0
         tail_note = f", {unsigned} newest not yet under a checkpoint" if unsigned else ""
         line(
-            f"ok: {report.get('records', 0)} records{span}, "
+            f"ok: {report.get('records', 0)} record(s){span}, "
             f"{report.get('checkpoints_verified', 0)} signed checkpoint(s) verified{tail_note}"
         )
 

@@ -67,8 +67,9 @@ def test_export_verifies_offline_with_only_the_jwks(cli: Cli, exported: tuple[Pa
     code, out, err = verify_file(cli, export, jwks)
     assert (code, err) == (0, "")
     tail_note = f", {unsigned} newest not yet under a checkpoint" if unsigned else ""
-    assert out == (
-        f"ok: {count} records (seq 1-{count}), {len(checkpoints)} signed checkpoint(s) verified{tail_note}\n"
+    signed = len(checkpoints)
+    assert (
+        out == f"ok: {count} record(s) (seq 1-{count}), {signed} signed checkpoint(s) verified{tail_note}\n"
     )
     report = cli.json("audit", "verify", "--file", str(export), "--jwks", str(jwks))
     assert (report["ok"], report["unsigned_tail"]) == (True, unsigned)
