@@ -15,6 +15,8 @@ Three ways to record, by what the operation needs:
 from __future__ import annotations
 
 import logging
+import time
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
 from sqlalchemy import Connection
@@ -77,6 +79,30 @@ class Auditor:
                 exc,
             )
             return None
+
+    def record_decisions(self, events: list[AuditEvent], *, fail_open: bool) -> list[bool]:
+        """Records for a batch of decisions, submitted together so they share group commits.
+
+        Returns, per event, whether the decision may stand: True once its record is
+        durable (or, with ``fail_open``, when it is not — logged loudly); False means
+        the caller must answer deny.
+        """
+        futures = [self.writer.submit(e) for e in events]
+        deadline = time.monotonic() + self.writer.ack_timeout
+        outcome: list[bool] = []
+        for audit_event, future in zip(events, futures, strict=True):
+            try:
+                future.result(timeout=max(deadline - time.monotonic(), 0.0))
+                outcome.append(True)
+            except (AuditUnavailable, FutureTimeout) as exc:
+                if fail_open:
+                    log.critical(
+                        "AUDIT FAIL-OPEN: decision for subject %s answered WITHOUT an audit record (%s)",
+                        audit_event.subject,
+                        exc,
+                    )
+                outcome.append(fail_open)
+        return outcome
 
     def record_async(self, event: AuditEvent) -> None:
         future = self.writer.submit(event)

@@ -100,6 +100,10 @@ class AuditWriter:
         self._queue.put((event, future))
         return future
 
+    @property
+    def ack_timeout(self) -> float:
+        return self._ack_timeout
+
     def record(self, event: AuditEvent) -> AuditRecord:
         """Append ``event`` and return its record once durable; raise ``AuditUnavailable`` if not."""
         future = self.submit(event)

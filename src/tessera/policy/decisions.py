@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from tessera.audit.records import AuditEvent
 from tessera.audit.service import Auditor, RequestContext, event
 from tessera.clock import Clock
-from tessera.errors import ServiceUnavailable
 from tessera.policy.context import ContextBuilder, TokenFacts
 from tessera.policy.entities import AGENT_TYPE, Uid
 from tessera.policy.pdp import Decision, DecisionRequest, NoPolicyLoaded, PolicyDecisionPoint
@@ -75,19 +75,28 @@ class DecisionService:
             decisions = self.pdp.decide_batch(requests)
         except NoPolicyLoaded:
             return [self._denied(r, "no policy is active") for r in requests]
-        return [
-            self._record(request, decision, caller)
-            for request, decision in zip(requests, decisions, strict=True)
-        ]
+        return self._record_all(requests, decisions, caller)
 
     def _denied(self, request: DecisionRequest, reason: str) -> Decision:
         return Decision(False, "", self.pdp.version or "", (), (reason,))
 
-    def _record(self, request: DecisionRequest, decision: Decision, caller: RequestContext) -> Decision:
+    def _record_all(
+        self, requests: list[DecisionRequest], decisions: list[Decision], caller: RequestContext
+    ) -> list[Decision]:
+        """Submit every decision's record at once (one group commit for a batch), then wait."""
         if self._auditor is None:
-            return decision
+            return decisions
+        events = [self._event(r, d, caller) for r, d in zip(requests, decisions, strict=True)]
+        stands = self._auditor.record_decisions(events, fail_open=self._fail_open)
+        return [
+            d if ok else Decision(False, d.decision_id, d.policy_version, (), (AUDIT_UNAVAILABLE,))
+            for d, ok in zip(decisions, stands, strict=True)
+        ]
+
+    @staticmethod
+    def _event(request: DecisionRequest, decision: Decision, caller: RequestContext) -> AuditEvent:
         subject = request.principal.id if request.principal.type == AGENT_TYPE else request.principal.key
-        record = event(
+        return event(
             "decision",
             caller,
             subject=subject,
@@ -103,8 +112,3 @@ class DecisionService:
                 "network_zone": request.context.get("network_zone"),
             },
         )
-        try:
-            self._auditor.record_decision(record, fail_open=self._fail_open)
-        except ServiceUnavailable:
-            return Decision(False, decision.decision_id, decision.policy_version, (), (AUDIT_UNAVAILABLE,))
-        return decision
