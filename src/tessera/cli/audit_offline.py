@@ -1,4 +1,8 @@
-"""Verifying an audit export offline: only the file and the audit JWKS (a file, or fetched from a URL)."""
+"""Verifying an audit export offline: only the file and the audit JWKS (a file, or fetched from a URL).
+
+Offline, only signed checkpoints authenticate records, so every record of an export must
+be covered by one: an unsigned tail fails verification rather than passing with a note.
+"""
 
 from __future__ import annotations
 
@@ -56,4 +60,13 @@ def verify_file(export: Path, jwks_source: str) -> dict[str, Any]:
         return {"ok": False, "problem": f"{export}: {exc}", "bad_seq": None, "bad_id": None}
     except (OSError, UnicodeDecodeError) as exc:
         raise CliError(f"cannot read export '{export}': {describe_os_error(exc)}", EXIT_USAGE) from None
+    if report.ok and report.unsigned_tail and report.last_seq is not None:
+        # Only a signed checkpoint authenticates records offline: without one, the end of the
+        # file could have been rewritten (hashes recomputed, checkpoints dropped) undetectably.
+        first_unsigned = report.last_seq - report.unsigned_tail + 1
+        report.fail(
+            f"{report.unsigned_tail} record(s) from seq {first_unsigned} on are not covered by "
+            "a signed checkpoint, so they cannot be verified",
+            seq=first_unsigned,
+        )
     return {name: getattr(report, name) for name in VERIFY_FIELDS}
