@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 
 from tessera.audit.checkpoints import Checkpoint
-from tessera.audit.records import AuditEvent, AuditRecord, build_record, canonical_json
+from tessera.audit.records import AuditEvent, AuditRecord, build_record_with_body
 from tessera.storage.database import reading
 from tessera.storage.tables import audit_checkpoints, audit_head, audit_records
 
@@ -71,10 +71,14 @@ class SqlAuditStore:
         head = self.head(conn, lock=True)
         seq, prev = head.seq, head.hash
         records: list[AuditRecord] = []
+        bodies: list[str] = []
         for event, record_id, ts_ms in events:
             seq += 1
-            record = build_record(event, seq=seq, record_id=record_id, ts_ms=ts_ms, prev_hash=prev)
+            record, body = build_record_with_body(
+                event, seq=seq, record_id=record_id, ts_ms=ts_ms, prev_hash=prev
+            )
             records.append(record)
+            bodies.append(body)
             prev = record.hash
         conn.execute(
             insert(audit_records),
@@ -89,11 +93,11 @@ class SqlAuditStore:
                     "task_id": r.task_id,
                     "token_hash": r.token_hash,
                     "outcome": r.outcome,
-                    "body": canonical_json(r.body()),
+                    "body": body,
                     "prev_hash": r.prev_hash,
                     "hash": r.hash,
                 }
-                for r in records
+                for r, body in zip(records, bodies, strict=True)
             ],
         )
         conn.execute(update(audit_head).where(audit_head.c.id == 1).values(seq=seq, hash=prev))
