@@ -61,7 +61,8 @@ def authlib_client(server: ServerProcess, agent_id: str, private_jwk: dict[str, 
     return client
 
 
-def test_authlib_fetches_a_client_credentials_token(server: ServerProcess) -> None:
+def test_authlib_fetches_a_client_credentials_token(sqlite_server: ServerProcess) -> None:
+    server = sqlite_server
     with server.admin() as admin:
         agent_id, private_jwk, _ = register_agent(admin, "reporter", scopes=["reports:read", "reports:write"])
         jwks = KeySet.import_key_set(admin.get("/.well-known/jwks.json").json())

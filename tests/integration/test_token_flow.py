@@ -173,24 +173,28 @@ def test_storage_failure_while_revoking_is_an_error(server: ServerProcess, datab
         agent.close()
 
 
-@pytest.mark.parametrize("transition", ["suspend", "quarantine", "decommission"])
 def test_storage_failure_during_a_revoking_transition_is_an_error(
-    server: ServerProcess, database_url: str, transition: str
+    server: ServerProcess, database_url: str
 ) -> None:
     """The kill switch must not half-happen: a 503 with a reason, the agent unchanged, tokens live."""
+    transitions = ("suspend", "quarantine", "decommission")
     with server.admin() as admin:
-        agent_id, key, _ = register_agent(admin, scopes=["a"])
-        agent = AgentClient(server.url, agent_id, key)
-        try:
-            token = agent.fetch_token().access_token
-        finally:
-            agent.close()
+        agents = {name: register_agent(admin, name, scopes=["a"])[:2] for name in transitions}
+        tokens = {}
+        for name, (agent_id, key) in agents.items():
+            client = AgentClient(server.url, agent_id, key)
+            try:
+                tokens[name] = client.fetch_token().access_token
+            finally:
+                client.close()
         with issued_tokens_unavailable(database_url):
-            failed = admin.post(f"/admin/v1/agents/{agent_id}/{transition}")
-            assert_error(failed, 503, "temporarily_unavailable")
-            # The same keep-alive connection still serves the next request.
-            assert admin.get(f"/admin/v1/agents/{agent_id}").json()["state"] == "active"
-        assert introspect(server.url, token, admin=server.admin_token)["active"] is True
-        done = admin.post(f"/admin/v1/agents/{agent_id}/{transition}")
-        assert done.status_code == 200, done.text
-        assert introspect(server.url, token, admin=server.admin_token) == {"active": False}
+            for name, (agent_id, _) in agents.items():
+                failed = admin.post(f"/admin/v1/agents/{agent_id}/{name}")
+                assert_error(failed, 503, "temporarily_unavailable")
+                # The same keep-alive connection still serves the next request.
+                assert admin.get(f"/admin/v1/agents/{agent_id}").json()["state"] == "active"
+        for name, (agent_id, _) in agents.items():
+            assert introspect(server.url, tokens[name], admin=server.admin_token)["active"] is True
+            done = admin.post(f"/admin/v1/agents/{agent_id}/{name}")
+            assert done.status_code == 200, done.text
+            assert introspect(server.url, tokens[name], admin=server.admin_token) == {"active": False}
