@@ -8,8 +8,9 @@ needed, so that a machine with only the server's public JWKS can verify it.
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -45,7 +46,7 @@ def keys_from_jwks(jwks: dict[str, Any]) -> KeyMap:
     return keys
 
 
-def _indexed_mismatch(record: AuditRecord, row: dict[str, Any]) -> str | None:
+def _indexed_mismatch(record: AuditRecord, row: Mapping[Any, Any]) -> str | None:
     for column in _INDEXED:
         if row.get(column) != getattr(record, column):
             return column
@@ -61,15 +62,36 @@ def verify_store(engine: Engine, keys: KeyMap, issuer: str | None) -> VerifyRepo
 
     Safe on a live store: records appended while it walks are verified too, and
     only rows beyond the head as it stands at the end count as inserted.
+
+    A record's hash is the SHA-256 of its canonical body, which is what the
+    ``body`` column holds; so up to the last signed checkpoint the stored bytes
+    are hashed as they are, without parsing and re-serialising them. Bytes that
+    differ from the canonical body can match the hash column only if it was
+    rewritten too, and then the chain breaks at or before the next signed
+    checkpoint (unless every later link was rewritten before the server signed
+    it, which no check of the content sees either). If this first walk finds any
+    problem, a second one recomputes every hash from the content, so the report
+    names the first bad record exactly as the content check alone does. Records
+    past the last checkpoint, which no signature vouches for, always get the
+    content check.
     """
+    report = _verify_store(engine, keys, issuer, stored_bytes=True)
+    return report if report.ok else _verify_store(engine, keys, issuer, stored_bytes=False)
+
+
+def _verify_store(engine: Engine, keys: KeyMap, issuer: str | None, *, stored_bytes: bool) -> VerifyReport:
     store = SqlAuditStore()
     with reading(engine) as conn:
         head = store.head(conn)
         checkpoints = store.checkpoints(conn, from_seq=head.anchor_seq)
+    signed_up_to = max((c.seq for c in checkpoints), default=0) if stored_bytes else 0
     mismatch: list[tuple[AuditRecord, str, int]] = []
     past_head: list[AuditRecord] = []
+    #: (seq, the stored body hashes to the hash column) of the record last handed out.
+    stored_ok = (0, False)
 
     def records() -> Iterator[AuditRecord]:
+        nonlocal stored_ok
         for record, row in store.iter_records(engine, from_seq=head.anchor_seq + 1):
             column = _indexed_mismatch(record, row)
             if column is not None:
@@ -77,6 +99,9 @@ def verify_store(engine: Engine, keys: KeyMap, issuer: str | None) -> VerifyRepo
                 return
             if record.seq > head.seq:
                 past_head.append(record)
+            if record.seq <= signed_up_to:
+                stored = hashlib.sha256(row["body"].encode("utf-8")).hexdigest()
+                stored_ok = (record.seq, stored == record.hash)
             yield record
 
     report = verify_chain(
@@ -86,6 +111,7 @@ def verify_store(engine: Engine, keys: KeyMap, issuer: str | None) -> VerifyRepo
         anchor_seq=head.anchor_seq,
         anchor_hash=head.anchor_hash,
         issuer=issuer,
+        hash_checked=lambda record: stored_ok == (record.seq, True),
     )
     if mismatch:  # the walk stopped there, so anything verify_chain said after it is a consequence
         record, column, stored_at = mismatch[0]

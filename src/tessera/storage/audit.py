@@ -12,7 +12,7 @@ Contract:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -151,8 +151,8 @@ class SqlAuditStore:
 
     def iter_records(
         self, engine: Engine, *, from_seq: int, to_seq: int | None = None, chunk: int = 5000
-    ) -> Iterator[tuple[AuditRecord, dict[str, Any]]]:
-        """Records in ``seq`` order with their indexed columns, read in chunks."""
+    ) -> Iterator[tuple[AuditRecord, Mapping[Any, Any]]]:
+        """Records in ``seq`` order with their stored columns (``body`` included), read in chunks."""
         position = from_seq - 1
         while True:
             with reading(engine) as conn:
@@ -163,7 +163,7 @@ class SqlAuditStore:
             if not rows:
                 return
             for row in rows:
-                yield _record_from_row(row), dict(row._mapping)
+                yield _record_from_row(row), row._mapping
             position = rows[-1].seq
 
     def prune(self, conn: Connection, before_ms: int) -> int:
