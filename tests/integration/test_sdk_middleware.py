@@ -87,7 +87,10 @@ def test_missing_or_misused_credentials_are_refused(
     agent: AgentClient, token: TokenResponse, resource_server: ServerProcess
 ) -> None:
     url = f"{resource_server.url}/whoami"
-    deny_body(httpx.get(url), "Bearer", "invalid_request")
+    missing = httpx.get(url)
+    assert missing.status_code == 401
+    assert missing.headers["www-authenticate"] == 'Bearer realm="tessera"'  # RFC 6750 §3.1: no error code
+    assert missing.json()["error"] == "invalid_request"
     deny_body(httpx.get(url, headers={"Authorization": "Basic Zm9vOmJhcg=="}), "Bearer", "invalid_request")
 
     # A DPoP-bound token presented as a bearer token (RFC 9449 §7.1).

@@ -33,13 +33,25 @@ MAX_JWKS_BYTES = 64 * 1024
 class VerificationError(Exception):
     """Why a request's credentials were refused; ``www_authenticate`` is ready to send."""
 
-    def __init__(self, error: str, description: str, scheme: str = "Bearer", status: int = 401) -> None:
+    def __init__(
+        self,
+        error: str,
+        description: str,
+        scheme: str = "Bearer",
+        status: int = 401,
+        *,
+        missing: bool = False,
+    ) -> None:
         super().__init__(description)
         self.error = error
         self.description = description
         self.status = status
         safe = description.replace('"', "'")
-        self.www_authenticate = f'{scheme} error="{error}", error_description="{safe}"'
+        if missing:
+            # RFC 6750 §3.1: a request with no credentials gets a challenge without an error code.
+            self.www_authenticate = f'{scheme} realm="tessera"'
+        else:
+            self.www_authenticate = f'{scheme} error="{error}", error_description="{safe}"'
         if scheme == "DPoP":
             self.www_authenticate += ', algs="ES256 EdDSA Ed25519"'
 
@@ -193,7 +205,15 @@ class TokenVerifier:
         self._replays = ReplayCache()
 
     @classmethod
-    def for_server(cls, server_url: str, *, audience: str | None = None, **kwargs: Any) -> TokenVerifier:
+    def for_server(
+        cls,
+        server_url: str,
+        *,
+        audience: str | None = None,
+        jwks_min_interval: float = 5.0,
+        jwks_max_age: float = 300.0,
+        **kwargs: Any,
+    ) -> TokenVerifier:
         """A verifier for a Tessera server whose issuer is ``server_url``, using its JWKS.
 
         ``audience`` is the resource indicator this resource server answers to; tokens
@@ -202,7 +222,12 @@ class TokenVerifier:
         """
         base = server_url.rstrip("/")
         return cls(
-            issuer=base, jwks=JwksCache(f"{base}/.well-known/jwks.json"), audience=audience or base, **kwargs
+            issuer=base,
+            jwks=JwksCache(
+                f"{base}/.well-known/jwks.json", min_interval=jwks_min_interval, max_age=jwks_max_age
+            ),
+            audience=audience or base,
+            **kwargs,
         )
 
     def verify_token(self, token: str, *, allow_fetch: bool = True) -> AccessToken:
@@ -232,7 +257,7 @@ class TokenVerifier:
     ) -> VerifiedRequest:
         """Verify the ``Authorization`` header (and ``DPoP`` header) of a request to ``url``."""
         if not authorization or " " not in authorization:
-            raise VerificationError("invalid_request", "missing access token")
+            raise VerificationError("invalid_request", "missing access token", missing=True)
         scheme, _, token = authorization.partition(" ")
         scheme = scheme.lower()
         token = token.strip()
