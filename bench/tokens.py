@@ -690,7 +690,7 @@ def report(results: Results, opts: Options) -> bool:
 
 def parse_args(argv: list[str] | None) -> Options:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="short smoke run (about 30 s in all)")
+    parser.add_argument("--quick", action="store_true", help="short smoke run (15-30 s in all)")
     parser.add_argument("--seconds", type=float, default=None, help="timed seconds per HTTP phase (10)")
     parser.add_argument("--requests", type=int, default=None, help="cap on requests per HTTP phase (40000)")
     parser.add_argument("--clients", type=int, default=8, help="concurrent keep-alive connections (8)")
