@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tessera.audit.records import Actor, ActorType
 from tessera.audit.service import ADMIN, RequestContext, event
@@ -16,6 +17,7 @@ from tessera.errors import Unauthorized, ValidationFailed
 from tessera.identity.agents import LifecycleState, Transition
 from tessera.identity.service import AgentUpdate, NewAgent
 from tessera.runtime import Runtime
+from tessera.server.errors import error_response
 from tessera.server.oauth import bearer_token, runtime_of
 from tessera.server.schemas import (
     AgentCreate,
@@ -67,6 +69,43 @@ def require_admin(request: Request) -> AdminCall:
 
 
 Admin = Annotated[AdminCall, Depends(require_admin)]
+
+
+class AdminGate:
+    """Checks the admin credential on ``/admin/`` paths before any body is read or parsed,
+    so an unauthenticated caller learns nothing about what the route would accept."""
+
+    def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
+        self.app = app
+        self.runtime = runtime
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and str(scope.get("path", "")).startswith("/admin/"):
+            authorization = next(
+                (v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"authorization"), ""
+            )
+            token = authorization[7:].strip() if authorization[:7].lower() == "bearer " else None
+            if not self.runtime.admin.verify(token):
+                # The route never runs, so the refusal is recorded here.
+                response = error_response(
+                    Unauthorized(
+                        "admin credential required (Authorization: Bearer <admin token>)",
+                        headers={"WWW-Authenticate": 'Bearer realm="tessera-admin"'},
+                    )
+                )
+                client = scope.get("client")
+                self.runtime.auditor.record_async(
+                    event(
+                        "admin.denied",
+                        RequestContext(actor=Actor(ActorType.ADMIN, None), ip=client[0] if client else None),
+                        data={"route": f"{scope.get('method')} {scope.get('path')}"[:200]},
+                    )
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 router = APIRouter(prefix="/admin/v1")
 
 
