@@ -12,6 +12,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from operator import attrgetter, itemgetter
 from typing import IO, Any
 
 from sqlalchemy import Engine, select
@@ -46,7 +47,13 @@ def keys_from_jwks(jwks: dict[str, Any]) -> KeyMap:
     return keys
 
 
+_ROW_VALUES = itemgetter(*_INDEXED, "actor_id", "outcome", "hash")
+_RECORD_VALUES = attrgetter(*_INDEXED)
+
+
 def _indexed_mismatch(record: AuditRecord, row: Mapping[Any, Any]) -> str | None:
+    if _ROW_VALUES(row) == (*_RECORD_VALUES(record), record.actor.get("id"), record.outcome, record.hash):
+        return None  # the common case, in one comparison; otherwise name the column
     for column in _INDEXED:
         if row.get(column) != getattr(record, column):
             return column
