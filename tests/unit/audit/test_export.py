@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -13,11 +15,13 @@ from tessera.audit.verify import (
     EXPORT_TYPE,
     ExportFormatError,
     ExportRange,
+    KeyMap,
     export_lines,
     keys_from_jwks,
     verify_export,
 )
 from tessera.clock import ManualClock
+from tessera.config import Settings
 from tessera.runtime import Runtime
 from tessera.server.audit import audit_jwks
 from tests.unit.audit.conftest import Chain
@@ -50,8 +54,54 @@ def record_lines(lines: list[str]) -> list[int]:
     return [i for i, line in enumerate(lines) if line.startswith('{"record"')]
 
 
-def failed(lines: list[str], runtime: Runtime) -> VerifyReport:
-    report = verify_export(lines, offline_keys(runtime))
+@dataclass(frozen=True)
+class Exported:
+    """One export, made once for the tests that only edit its lines (no database needed after)."""
+
+    lines: list[str]
+    keys: KeyMap
+    ids: dict[int, str]
+    checkpoints: tuple[int, ...]
+
+    @property
+    def last(self) -> int:
+        return max(self.ids)
+
+    def copy(self) -> list[str]:
+        return list(self.lines)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exported]:
+    base = tmp_path_factory.mktemp("export")
+    settings = Settings(
+        home=base / "home",
+        database_url=f"sqlite:///{base / 'tessera.db'}",
+        issuer="http://tessera.test",
+        audit_checkpoint_interval=10**8,
+    )
+    runtime = Runtime(settings, clock=ManualClock())
+    runtime.start(background=False)
+    try:
+        fill(runtime, 5)
+        runtime.audit_writer.checkpoint()
+        fill(runtime, 5, start=5)
+        runtime.audit_writer.checkpoint()
+        fill(runtime, 2, start=10)
+        lines = export(runtime)
+        _header, records, checkpoints = parsed(lines)
+        yield Exported(
+            lines,
+            offline_keys(runtime),
+            {r["seq"]: r["id"] for r in records},
+            tuple(c["seq"] for c in checkpoints),
+        )
+    finally:
+        runtime.stop()
+
+
+def failed(lines: list[str], exported: Exported) -> VerifyReport:
+    report = verify_export(lines, exported.keys)
     assert not report.ok, "an edited export verified"
     return report
 
@@ -68,80 +118,75 @@ def test_a_full_export_verifies_offline(chain: Chain) -> None:
     report = verify_export(lines, offline_keys(chain.runtime))
     assert report.ok, report.problem
     assert (report.records, report.checkpoints_verified, report.unsigned_tail) == (chain.last, 3, 0)
+    assert verify_export([line + "\n" for line in lines], offline_keys(chain.runtime)).ok
 
 
-def test_an_export_with_a_trailing_newline_per_line_verifies(chain: Chain) -> None:
-    lines = [line + "\n" for line in export(chain.runtime)]
-    assert verify_export(lines, offline_keys(chain.runtime)).ok
-
-
-def test_an_edited_record_line_is_named(chain: Chain) -> None:
-    lines = export(chain.runtime)
+def test_an_edited_record_line_is_named(exported: Exported) -> None:
+    lines = exported.copy()
     index = record_lines(lines)[4]
     item = json.loads(lines[index])
     item["record"]["subject"] = "agt_innocent"
     lines[index] = json.dumps(item)
-    report = failed(lines, chain.runtime)
+    report = failed(lines, exported)
     assert (report.bad_seq, report.bad_id) == (item["record"]["seq"], item["record"]["id"])
 
 
-def test_a_deleted_record_line_is_named(chain: Chain) -> None:
-    lines = export(chain.runtime)
+def test_a_deleted_record_line_is_named(exported: Exported) -> None:
+    lines = exported.copy()
     del lines[record_lines(lines)[4]]
-    report = failed(lines, chain.runtime)
-    assert (report.bad_seq, report.bad_id) == (6, chain.at(6).id)
+    report = failed(lines, exported)
+    assert (report.bad_seq, report.bad_id) == (6, exported.ids[6])
 
 
-def test_an_inserted_record_line_is_named(chain: Chain) -> None:
-    lines = export(chain.runtime)
+def test_an_inserted_record_line_is_named(exported: Exported) -> None:
+    lines = exported.copy()
     index = record_lines(lines)[4]  # seq 5
-    forged = build_record(
-        sample_event(666), seq=6, record_id="aud_forged", ts_ms=1, prev_hash=chain.at(5).hash
-    )
+    prev_hash = json.loads(lines[index])["record"]["hash"]
+    forged = build_record(sample_event(666), seq=6, record_id="aud_forged", ts_ms=1, prev_hash=prev_hash)
     lines.insert(index + 1, json.dumps({"record": forged.as_dict()}))
-    report = failed(lines, chain.runtime)
-    assert (report.bad_seq, report.bad_id) == (6, chain.at(6).id)
+    report = failed(lines, exported)
+    assert (report.bad_seq, report.bad_id) == (6, exported.ids[6])
 
 
-def test_reordered_record_lines_are_named(chain: Chain) -> None:
-    lines = export(chain.runtime)
+def test_reordered_record_lines_are_named(exported: Exported) -> None:
+    lines = exported.copy()
     a, b = record_lines(lines)[6:8]
     lines[a], lines[b] = lines[b], lines[a]
-    report = failed(lines, chain.runtime)
-    assert (report.bad_seq, report.bad_id) == (8, chain.at(8).id)
+    report = failed(lines, exported)
+    assert (report.bad_seq, report.bad_id) == (8, exported.ids[8])
 
 
-def test_a_truncated_export_is_caught(chain: Chain) -> None:
-    lines = export(chain.runtime)
+def test_a_truncated_export_is_caught(exported: Exported) -> None:
+    lines = exported.copy()
+    last = exported.last
     indexes = record_lines(lines)
     without_tail = [line for i, line in enumerate(lines) if i not in indexes[-3:]]
-    report = failed(without_tail, chain.runtime)
-    assert report.bad_seq == chain.last - 2
+    report = failed(without_tail, exported)
+    assert report.bad_seq == last - 2
     # Dropping the tail's checkpoint as well still leaves the header's promise broken.
-    header = parsed(lines)[0]
+    assert parsed(lines)[0]["last_seq"] == last
     no_checkpoint = [
-        line for line in without_tail if json.loads(line).get("checkpoint", {}).get("seq") != chain.last
+        line for line in without_tail if json.loads(line).get("checkpoint", {}).get("seq") != last
     ]
     assert len(no_checkpoint) == len(without_tail) - 1
-    assert header["last_seq"] == chain.last
-    assert "deleted" in (failed(no_checkpoint, chain.runtime).problem or "")
+    assert "deleted" in (failed(no_checkpoint, exported).problem or "")
 
 
-def test_an_edited_checkpoint_line_fails(chain: Chain) -> None:
-    lines = export(chain.runtime)
+def test_an_edited_checkpoint_line_fails(exported: Exported) -> None:
+    lines = exported.copy()
     index = next(i for i, line in enumerate(lines) if line.startswith('{"checkpoint"'))
     item = json.loads(lines[index])
     item["checkpoint"]["head_hash"] = "e" * 64
     lines[index] = json.dumps(item)
-    assert "checkpoint" in (failed(lines, chain.runtime).problem or "")
+    assert "checkpoint" in (failed(lines, exported).problem or "")
 
 
-def test_an_export_does_not_verify_with_other_keys(chain: Chain) -> None:
-    lines = export(chain.runtime)
+def test_an_export_does_not_verify_with_other_keys_or_issuer(exported: Exported) -> None:
+    lines = exported.copy()
     assert not verify_export(lines, {}).ok
     header = json.loads(lines[0])
     header["issuer"] = "https://other.example"
-    assert "issuer" in (failed([json.dumps(header), *lines[1:]], chain.runtime).problem or "")
+    assert "issuer" in (failed([json.dumps(header), *lines[1:]], exported).problem or "")
 
 
 @pytest.mark.parametrize(
