@@ -24,6 +24,8 @@ def export(admin: httpx.Client, **params: str) -> list[str]:
 
 
 def test_search_verify_export_prune_and_tamper(server: ServerProcess, database_url: str) -> None:
+    """One server per store for the whole API (starts are the slow part)."""
+    check_admin_credential_required(server)
     with server.admin() as admin, httpx.Client(timeout=10) as http:
         agent_id, private = new_agent(admin)
         tokens = [request_token(http, server, agent_id, private).token for _ in range(3)]
@@ -71,7 +73,7 @@ def test_search_verify_export_prune_and_tamper(server: ServerProcess, database_u
         assert not verify_export(export(admin), keys_from_jwks(jwks)).ok
 
 
-def test_the_audit_api_requires_the_admin_credential(server: ServerProcess) -> None:
+def check_admin_credential_required(server: ServerProcess) -> None:
     with httpx.Client(base_url=server.url, timeout=10) as http:
         for method, path in [
             ("GET", "/admin/v1/audit/records"),
