@@ -3,9 +3,15 @@
 Callers hand events to :meth:`AuditWriter.record`, which blocks until the
 record is committed and returns it, or raises :class:`AuditUnavailable`. One
 background thread drains the queue: it waits up to ``max_delay`` for more events
-after the first, writes the whole batch in one transaction (one fsync), then
-acknowledges every event in it. Nothing is acknowledged before its commit, so a
-crash loses only records whose callers never got an answer.
+after the first, but no longer once it holds as many as the batch before (what
+is already queued still joins), writes the whole batch in one transaction (one
+fsync), then acknowledges every event in it. Nothing is acknowledged before its
+commit, so a crash loses only records whose callers never got an answer.
+
+Closing a batch once it is as large as the last one keeps the batches that the
+load forms (records that arrive during a commit wait for the next) without
+idling ``max_delay`` on every one: a lone caller is written at once, and callers
+who come back together are written together as soon as they are all in.
 
 After each batch the writer may write a signed checkpoint (every
 ``checkpoint_every`` records or ``checkpoint_interval`` seconds), and hands
@@ -81,6 +87,7 @@ class AuditWriter:
         self._checkpoint_interval = checkpoint_interval
         self._since_checkpoint = 0
         self._last_checkpoint_at = clock.now()
+        self._last_batch = 1
         self._sinks: list[Sink] = []
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -134,14 +141,16 @@ class AuditWriter:
             deadline = time.monotonic() + self._max_delay
             while len(batch) < self._max_batch:
                 remaining = deadline - time.monotonic()
+                wait = remaining > 0 and len(batch) < self._last_batch
                 try:
-                    nxt = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+                    nxt = self._queue.get(timeout=remaining) if wait else self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if nxt is None:
                     stopping = True
                     break
                 batch.append(nxt)
+            self._last_batch = len(batch)
             with contextlib.suppress(AuditUnavailable):  # the futures already carry the error
                 self._commit(batch)
 
