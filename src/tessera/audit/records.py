@@ -144,27 +144,29 @@ def build_record_with_body(
             "decision_id": event.decision_id,
         }
     data = dict(event.data)
-    if len(canonical_json(data)) > MAX_DATA_BYTES:
-        data = {"truncated": True}
-    record = AuditRecord(
-        v=SCHEMA_VERSION,
-        seq=seq,
-        id=record_id,
-        ts_ms=ts_ms,
-        type=event.type,
-        actor={"type": event.actor.type.value, "id": event.actor.id},
-        subject=event.subject,
-        task_id=event.task_id,
-        token_hash=event.token_hash,
-        delegation=list(event.delegation),
-        decision=decision,
-        network={"ip": event.ip, "zone": event.zone},
-        reason=(event.reason or None) and event.reason[:MAX_REASON],
-        data=data,
-        prev_hash=prev_hash,
-    )
-    body = record.canonical_body()
-    return replace(record, hash=_sha256(body)), body
+    body: dict[str, Any] = {
+        "v": SCHEMA_VERSION,
+        "seq": seq,
+        "id": record_id,
+        "ts_ms": ts_ms,
+        "type": event.type,
+        "actor": {"type": event.actor.type.value, "id": event.actor.id},
+        "subject": event.subject,
+        "task_id": event.task_id,
+        "token_hash": event.token_hash,
+        "delegation": list(event.delegation),
+        "decision": decision,
+        "network": {"ip": event.ip, "zone": event.zone},
+        "reason": (event.reason or None) and event.reason[:MAX_REASON],
+        "data": data,
+        "prev_hash": prev_hash,
+    }
+    text = canonical_json(body)
+    # The data's text is part of the body's: only a long body can hold data over the limit.
+    if len(text) > MAX_DATA_BYTES and len(canonical_json(data)) > MAX_DATA_BYTES:
+        body["data"] = {"truncated": True}
+        text = canonical_json(body)
+    return AuditRecord(**body, hash=_sha256(text)), text
 
 
 class SecretHasher:

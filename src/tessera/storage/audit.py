@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
 
 from tessera.audit.checkpoints import Checkpoint
 from tessera.audit.records import AuditEvent, AuditRecord, build_record_with_body
@@ -56,11 +56,21 @@ def _checkpoint_from_row(row: Any) -> Checkpoint:
     return Checkpoint(seq=row.seq, head_hash=row.head_hash, ts_ms=row.ts_ms, kid=row.kid, jws=row.jws)
 
 
+# Built once: the writer runs these for every batch, and building a statement costs
+# more than running it.
+_HEAD = select(audit_head).where(audit_head.c.id == 1)
+_HEAD_FOR_UPDATE = _HEAD.with_for_update()
+_INSERT_RECORDS = insert(audit_records)
+_MOVE_HEAD = (
+    update(audit_head)
+    .where(audit_head.c.id == 1)
+    .values(seq=bindparam("head_seq"), hash=bindparam("head_hash"))
+)
+
+
 class SqlAuditStore:
     def head(self, conn: Connection, *, lock: bool = False) -> Head:
-        query = select(audit_head).where(audit_head.c.id == 1)
-        if lock and conn.dialect.name == "postgresql":
-            query = query.with_for_update()
+        query = _HEAD_FOR_UPDATE if lock and conn.dialect.name == "postgresql" else _HEAD
         row = conn.execute(query).first()
         if row is None:
             raise AuditHeadMissing("audit head row is missing")
@@ -81,7 +91,7 @@ class SqlAuditStore:
             bodies.append(body)
             prev = record.hash
         conn.execute(
-            insert(audit_records),
+            _INSERT_RECORDS,
             [
                 {
                     "seq": r.seq,
@@ -100,7 +110,7 @@ class SqlAuditStore:
                 for r, body in zip(records, bodies, strict=True)
             ],
         )
-        conn.execute(update(audit_head).where(audit_head.c.id == 1).values(seq=seq, hash=prev))
+        conn.execute(_MOVE_HEAD, {"head_seq": seq, "head_hash": prev})
         return records
 
     def last_checkpoint(self, conn: Connection) -> Checkpoint | None:
