@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, delete
 
+from tessera.audit.forwarder import AuditForwarder
 from tessera.audit.records import SecretHasher
 from tessera.audit.service import Auditor, RequestContext
 from tessera.audit.sinks import HttpSink, JsonlFileSink
-from tessera.audit.writer import AuditWriter, CheckpointSigner
+from tessera.audit.writer import AuditWriter, CheckpointSigner, Sink
 from tessera.clock import Clock, SystemClock
 from tessera.config import Settings
 from tessera.events.change_feed import Change, ChangeFollower, latest_seq
@@ -96,6 +97,7 @@ class Runtime:
             self.clock, self.ids, self.entities, timeout_ms=settings.policy_timeout_ms
         )
         self.contexts = ContextBuilder(settings.network_zones)
+        self.auditor.zone_of = self.contexts.zone_of
         self.policies = PolicyService(self.engine, self.clock, self.pdp, self.auditor)
         self.resources = ResourceService(self.engine, self.clock, self.pdp, self.auditor)
         self.decisions = DecisionService(
@@ -133,6 +135,7 @@ class Runtime:
             self.ids,
             issuer=self.issuer,
             keyring=self.keyring,
+            auditor=self.auditor,
             max_token_bytes=settings.max_token_bytes,
         )
         nonces = (
@@ -172,6 +175,7 @@ class Runtime:
         self.revoker = Revoker(self.engine, self.clock, self.validator, self.revocation, self.auditor)
         self.follower: ChangeFollower | None = None
         self._http_sink: HttpSink | None = None
+        self._forwarder: AuditForwarder | None = None
         self._stop = threading.Event()
         self._maintenance: threading.Thread | None = None
 
@@ -239,9 +243,11 @@ class Runtime:
         return created
 
     def _start_sinks(self) -> None:
+        """Forward every committed audit record to the configured SIEM sinks, in chain order."""
         settings = self.settings
+        sinks: list[Sink] = []
         if settings.audit_file_sink is not None:
-            self.audit_writer.add_sink(
+            sinks.append(
                 JsonlFileSink(
                     settings.audit_file_sink,
                     max_bytes=settings.audit_file_max_bytes,
@@ -253,7 +259,10 @@ class Runtime:
             headers = {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {}
             self._http_sink = HttpSink(settings.audit_http_sink_url, headers=headers)
             self._http_sink.start()
-            self.audit_writer.add_sink(self._http_sink)
+            sinks.append(self._http_sink)
+        if sinks:
+            self._forwarder = AuditForwarder(self.engine, sinks, poll_interval=settings.change_poll_interval)
+            self._forwarder.start()
 
     def maintain(self) -> None:
         """Scheduled work: key rotation, and pruning expired single-use values and old changes."""
@@ -286,6 +295,8 @@ class Runtime:
     def stop(self) -> None:
         self._stop.set()
         self.audit_writer.stop()
+        if self._forwarder is not None:
+            self._forwarder.stop()
         if self._http_sink is not None:
             self._http_sink.stop()
         if self.follower is not None:

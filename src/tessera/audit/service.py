@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
@@ -51,6 +52,13 @@ class Auditor:
         self._ids = ids
         self._hasher = hasher
         self._store = SqlAuditStore()
+        #: Maps a request's address to its network zone for the record (set by the runtime).
+        self.zone_of: Callable[[str | None], str] | None = None
+
+    def _zoned(self, audit_event: AuditEvent) -> AuditEvent:
+        if audit_event.zone is None and audit_event.ip and self.zone_of is not None:
+            return replace(audit_event, zone=self.zone_of(audit_event.ip))
+        return audit_event
 
     def token_hash(self, value: str | None) -> str | None:
         """HMAC of a token id or secret; never store the value itself."""
@@ -58,7 +66,7 @@ class Auditor:
 
     def record(self, event: AuditEvent) -> AuditRecord:
         try:
-            return self.writer.record(event)
+            return self.writer.record(self._zoned(event))
         except AuditUnavailable as exc:
             raise ServiceUnavailable(f"audit log cannot be written; '{event.type}' refused") from exc
 
@@ -69,7 +77,7 @@ class Auditor:
         caller must answer deny.
         """
         try:
-            return self.writer.record(event)
+            return self.writer.record(self._zoned(event))
         except AuditUnavailable as exc:
             if not fail_open:
                 raise ServiceUnavailable("audit log cannot be written; decision denied") from exc
@@ -87,7 +95,7 @@ class Auditor:
         durable (or, with ``fail_open``, when it is not — logged loudly); False means
         the caller must answer deny.
         """
-        futures = [self.writer.submit(e) for e in events]
+        futures = [self.writer.submit(self._zoned(e)) for e in events]
         deadline = time.monotonic() + self.writer.ack_timeout
         outcome: list[bool] = []
         for audit_event, future in zip(events, futures, strict=True):
@@ -105,14 +113,14 @@ class Auditor:
         return outcome
 
     def record_async(self, event: AuditEvent) -> None:
-        future = self.writer.submit(event)
+        future = self.writer.submit(self._zoned(event))
         future.add_done_callback(_log_failure)
 
     def record_in(self, conn: Connection, event: AuditEvent) -> AuditRecord:
         """Append in the caller's transaction; if that fails, raise so the change rolls back too."""
         now_ms = int(self._clock.now() * 1000)
         try:
-            record = self._store.append(conn, [(event, self._ids.new("aud"), now_ms)])[0]
+            record = self._store.append(conn, [(self._zoned(event), self._ids.new("aud"), now_ms)])[0]
         except (SQLAlchemyError, AuditHeadMissing) as exc:
             log.exception("audit append failed; '%s' refused", event.type)
             raise ServiceUnavailable(f"audit log cannot be written; '{event.type}' refused") from exc

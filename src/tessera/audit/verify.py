@@ -151,12 +151,14 @@ class ExportRange:
     until_ms: int | None = None
 
 
-def _bounds(engine: Engine, wanted: ExportRange) -> tuple[int, int, int, str] | None:
+def _bounds(engine: Engine, wanted: ExportRange, upto_seq: int | None) -> tuple[int, int, int, str] | None:
     """Seq bounds ``(first, last)`` widened to checkpoints, plus the anchor ``(seq, hash)``."""
     store = SqlAuditStore()
     with reading(engine) as conn:
         head = store.head(conn)
         query = select(audit_records.c.seq).where(audit_records.c.seq > head.anchor_seq)
+        if upto_seq is not None:
+            query = query.where(audit_records.c.seq <= upto_seq)
         if wanted.since_ms is not None:
             query = query.where(audit_records.c.ts_ms >= wanted.since_ms)
         if wanted.until_ms is not None:
@@ -175,9 +177,12 @@ def _bounds(engine: Engine, wanted: ExportRange) -> tuple[int, int, int, str] | 
     return anchor_seq + 1, end, anchor_seq, anchor_hash
 
 
-def export_lines(engine: Engine, *, issuer: str, wanted: ExportRange, now_ms: int) -> Iterator[str]:
+def export_lines(
+    engine: Engine, *, issuer: str, wanted: ExportRange, now_ms: int, upto_seq: int | None = None
+) -> Iterator[str]:
+    """The export; ``upto_seq`` (the checkpoint just signed) keeps later records out, so it ends signed."""
     store = SqlAuditStore()
-    bounds = _bounds(engine, wanted)
+    bounds = _bounds(engine, wanted, upto_seq)
     if bounds is None:
         with reading(engine) as conn:
             head = store.head(conn)

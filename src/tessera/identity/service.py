@@ -270,7 +270,7 @@ class AgentService:
             "name": validate_name,
             "description": lambda v: str(v)[:2000],
             "attributes": validate_attributes,
-            "segment": lambda v: validate_segment(v) or None,
+            "segment": lambda v: None if v == "" else validate_segment(v),
             "labels": validate_labels,
             "scopes": validate_scopes,
             "resource_uris": lambda v: tuple(validate_resource_uri(u) for u in v),

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
 
+from tessera.audit.chain import VerifyReport
 from tessera.audit.maintenance import prune_before
 from tessera.audit.queries import parse_time_ms, token_id
 from tessera.audit.verify import ExportRange, export_lines, keys_from_jwks, verify_store
@@ -16,7 +17,7 @@ from tessera.runtime import Runtime
 from tessera.server.admin import Admin
 from tessera.server.oauth import runtime_of
 from tessera.server.schemas import Strict
-from tessera.storage.audit import AuditFilter, SqlAuditStore
+from tessera.storage.audit import AuditFilter, AuditHeadMissing, SqlAuditStore
 from tessera.storage.database import reading
 
 router = APIRouter(prefix="/admin/v1/audit")
@@ -75,7 +76,10 @@ def search_records(
 async def verify(call: Admin) -> dict[str, Any]:
     runtime = call.runtime
     keys = keys_from_jwks(audit_jwks(runtime))
-    report = await run_in_threadpool(verify_store, runtime.engine, keys, runtime.issuer)
+    try:
+        report = await run_in_threadpool(verify_store, runtime.engine, keys, runtime.issuer)
+    except AuditHeadMissing:
+        report = VerifyReport().fail("the audit chain head row is missing (tampered or never migrated)")
     return {
         "ok": report.ok,
         "records": report.records,
@@ -99,11 +103,16 @@ async def export(
     runtime = call.runtime
     now = runtime.clock.now()
     wanted = ExportRange(parse_time_ms(since, now), parse_time_ms(until, now))
-    await run_in_threadpool(runtime.audit_writer.checkpoint)  # sign everything written so far
+    # Sign everything written so far, and export only up to that checkpoint: records
+    # committed meanwhile (this export's own admin.read, say) wait for the next one.
+    await run_in_threadpool(runtime.audit_writer.checkpoint)
+    with reading(runtime.engine) as conn:
+        last = SqlAuditStore().last_checkpoint(conn)
+    upto = last.seq if last is not None else None
 
     def lines() -> Any:
         for line in export_lines(
-            runtime.engine, issuer=runtime.issuer, wanted=wanted, now_ms=int(now * 1000)
+            runtime.engine, issuer=runtime.issuer, wanted=wanted, now_ms=int(now * 1000), upto_seq=upto
         ):
             yield line + "\n"
 

@@ -64,12 +64,13 @@ class TokenEndpoint:
     def handle(self, request: TokenRequest) -> IssuedToken:
         """Issue a token, or raise the wire error; either way the outcome is audited.
 
-        A token is returned only after its ``token.issued`` record is durable; if
-        the audit log cannot be written the request fails with 503 and the token
-        never leaves the server.
+        The ``token.issued`` record commits with the token itself (see
+        :class:`~tessera.tokens.issuer.TokenIssuer`); if the audit log cannot be
+        written the request fails with 503 and the token never leaves the server.
+        Refusals are recorded as ``token.denied`` without waiting.
         """
         try:
-            issued, client = self._handle(request)
+            issued, _client = self._handle(request)
         except TesseraError as exc:
             if self._auditor is not None:
                 claimed = request.params.get("client_id") or claimed_client(request.params)
@@ -83,29 +84,6 @@ class TokenEndpoint:
                     )
                 )
             raise
-        if self._auditor is not None:
-            agent = client.agent
-            self._auditor.record(
-                event(
-                    "token.issued",
-                    RequestContext(Actor(ActorType.AGENT, agent.id), ip=request.client_ip),
-                    subject=agent.id,
-                    task_id=issued.task_id,
-                    token_hash=self._auditor.token_hash(issued.jti),
-                    outcome="permit" if issued.policy_version else None,
-                    policies=issued.policies,
-                    policy_version=issued.policy_version,
-                    decision_id=",".join(issued.decision_ids) or None,
-                    data={
-                        "grant_type": request.grant_type,
-                        "scope": issued.scope,
-                        "aud": list(issued.audience),
-                        "expires_in": issued.expires_in,
-                        "token_type": issued.token_type,
-                        "client_auth": client.method,
-                    },
-                )
-            )
         return issued
 
     def _handle(self, request: TokenRequest) -> tuple[IssuedToken, AuthenticatedClient]:

@@ -16,6 +16,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, bindparam, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from tessera.audit.records import Actor, ActorType, AuditEvent
+from tessera.audit.service import Auditor, RequestContext, event
 from tessera.clock import Clock
 from tessera.errors import (
     InvalidAuthorizationDetails,
@@ -27,6 +29,7 @@ from tessera.errors import (
 )
 from tessera.identity.agents import Agent, LifecycleState
 from tessera.ids import IdGenerator
+from tessera.storage.audit import AuditHeadMissing
 from tessera.storage.database import writing
 from tessera.storage.group_commit import GroupCommit
 from tessera.storage.single_use import AlreadyUsed, SqlSingleUseStore
@@ -38,6 +41,35 @@ from tessera.tokens.revocation import AgentStatus
 from tessera.tokens.signing_keys import KeyRing
 
 log = logging.getLogger(__name__)
+
+
+class AuditWriteFailed(Exception):
+    """The ``token.issued`` record could not be appended; the token must not be returned."""
+
+
+def issued_event(auditor: Auditor, grant: TokenGrant, issued: IssuedToken) -> AuditEvent:
+    """The ``token.issued`` record: who got which token, for which task, under which policy."""
+    return event(
+        "token.issued",
+        RequestContext(Actor(ActorType.AGENT, grant.agent.id), ip=grant.client_ip),
+        subject=grant.agent.id,
+        task_id=issued.task_id,
+        token_hash=auditor.token_hash(issued.jti),
+        outcome="permit" if issued.policy_version else None,
+        policies=issued.policies,
+        policy_version=issued.policy_version,
+        decision_id=",".join(issued.decision_ids) or None,
+        data={
+            "grant_type": grant.grant_type,
+            "scope": issued.scope,
+            "aud": list(issued.audience),
+            "expires_in": issued.expires_in,
+            "token_type": issued.token_type,
+            "client_auth": grant.client_method,
+        },
+    )
+
+
 _INSERT_ISSUED = insert(issued_tokens)  # built once; rows are passed as parameters
 # FOR SHARE on PostgreSQL (nothing on SQLite, whose writers are serialised): a suspension
 # either waits for this token and then revokes it, or commits first and is seen here.
@@ -64,6 +96,10 @@ class TokenGrant:
     policy_version: str | None = None
     policies: tuple[str, ...] = ()
     decision_ids: tuple[str, ...] = ()
+    #: For the ``token.issued`` record: how the client authenticated, and from where.
+    grant_type: str = "client_credentials"
+    client_method: str | None = None
+    client_ip: str | None = None
 
     @property
     def task_id(self) -> str | None:
@@ -110,6 +146,7 @@ class TokenIssuer:
         issuer: str,
         keyring: Callable[[], KeyRing],
         max_token_bytes: int | None = None,
+        auditor: Auditor | None = None,
     ) -> None:
         self._engine = engine
         self._clock = clock
@@ -119,6 +156,7 @@ class TokenIssuer:
         self._max_token_bytes = max_token_bytes
         self._single_use = SqlSingleUseStore()
         self._commits = GroupCommit(engine)
+        self._auditor = auditor
 
     def claim_single_use(self, single_use: SingleUse) -> None:
         """Consume a client assertion used outside the token endpoint (introspection, revocation)."""
@@ -130,30 +168,35 @@ class TokenIssuer:
         except SQLAlchemyError as exc:
             raise ServiceUnavailable("token store is unavailable") from exc
 
-    def issue(self, grant: TokenGrant) -> IssuedToken:
-        now = self._clock.now()
-        key = self._keyring().signing_key(now)
-        if key is None:
-            raise ServiceUnavailable("no signing key is active; the server is starting or rotating keys")
+    def _claims(self, grant: TokenGrant, jti: str, now: float) -> dict[str, Any]:
+        """RFC 9068 §2.2 claims, with ``cnf`` (RFC 9449 §6.1) and ``authorization_details`` (RFC 9396)."""
         iat = int(now)
-        exp = iat + grant.ttl
-        jti = self._ids.new("at")
-        scope = " ".join(grant.scopes)
         claims: dict[str, Any] = {
             "iss": self._issuer,
             "sub": grant.agent.id,
             "aud": grant.audience[0] if len(grant.audience) == 1 else list(grant.audience),
             "client_id": grant.agent.id,
             "iat": iat,
-            "exp": exp,
+            "exp": iat + grant.ttl,
             "jti": jti,
-            "scope": scope,
+            "scope": " ".join(grant.scopes),
         }
         if grant.cnf_jkt:
             claims["cnf"] = {"jkt": grant.cnf_jkt}
         if grant.authorization_details:
             claims["authorization_details"] = list(grant.authorization_details)
         claims.update(grant.extra_claims)
+        return claims
+
+    def issue(self, grant: TokenGrant) -> IssuedToken:
+        now = self._clock.now()
+        key = self._keyring().signing_key(now)
+        if key is None:
+            raise ServiceUnavailable("no signing key is active; the server is starting or rotating keys")
+        jti = self._ids.new("at")
+        claims = self._claims(grant, jti, now)
+        exp = claims["exp"]
+        scope = claims["scope"]
         token = mint_access_token(key.private_key, key.kid, key.alg, claims)
         if self._max_token_bytes is not None and len(token) > self._max_token_bytes:
             # Verifiers refuse tokens over this size: issuing one would hand out a dud.
@@ -195,16 +238,15 @@ class TokenIssuer:
                 except AlreadyUsed as exc:
                     raise InvalidDPoPProof("dpop proof jti has already been used") from exc
             conn.execute(_INSERT_ISSUED, row)
+            if self._auditor is not None:
+                # The record commits with the token, in the same group commit: no token
+                # without its record, and no second fsync per token.
+                try:
+                    self._auditor.record_in(conn, issued_event(self._auditor, grant, issued))
+                except (SQLAlchemyError, AuditHeadMissing) as exc:
+                    raise AuditWriteFailed(str(exc)) from exc
 
-        try:
-            # Concurrent requests share one commit (one fsync); each still gets its own outcome.
-            self._commits.run(record)
-        except (InvalidClient, InvalidDPoPProof):
-            raise
-        except SQLAlchemyError as exc:
-            log.exception("token store write failed")
-            raise ServiceUnavailable("token store is unavailable; no token was issued") from exc
-        return IssuedToken(
+        issued = IssuedToken(
             access_token=token,
             token_type="DPoP" if grant.cnf_jkt else "Bearer",
             expires_in=grant.ttl,
@@ -216,3 +258,15 @@ class TokenIssuer:
             policies=grant.policies,
             decision_ids=grant.decision_ids,
         )
+        try:
+            # Concurrent requests share one commit (one fsync); each still gets its own outcome.
+            self._commits.run(record)
+        except (InvalidClient, InvalidDPoPProof):
+            raise
+        except AuditWriteFailed as exc:
+            log.error("audit append failed; token refused: %s", exc)
+            raise ServiceUnavailable("audit log cannot be written; no token was issued") from exc
+        except SQLAlchemyError as exc:
+            log.exception("token store write failed")
+            raise ServiceUnavailable("token store is unavailable; no token was issued") from exc
+        return issued

@@ -105,6 +105,9 @@ class ClientCredentialsGrant:
             ),
             client_single_use=client.single_use,
             dpop_single_use=pop.single_use if pop else None,
+            grant_type=GRANT_TYPE,
+            client_method=client.method,
+            client_ip=request.client_ip,
         )
         if self._policy is not None:
             verdict = self._policy.check(
