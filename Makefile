@@ -39,7 +39,11 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix src tests bench
 
 bench: $(STAMP)
-	$(BIN)/python bench/tokens.py
+	status=0; \
+	$(BIN)/python bench/tokens.py $(BENCH_ARGS) || status=1; \
+	$(BIN)/python bench/pdp.py $(BENCH_ARGS) || status=1; \
+	$(BIN)/python bench/audit.py $(BENCH_ARGS) || status=1; \
+	exit $$status
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
