@@ -13,11 +13,25 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from tessera.audit.checkpoints import Checkpoint, verify_checkpoint
-from tessera.audit.records import AuditRecord
 from tessera.identity.keys import PublicKey
 from tessera.tokens.jose import JwsError
+
+
+class ChainRecord(Protocol):
+    """What the walk reads of a record: an ``AuditRecord``, or a stored row standing in for one."""
+
+    @property
+    def seq(self) -> int: ...
+    @property
+    def id(self) -> str: ...
+    @property
+    def prev_hash(self) -> str: ...
+    @property
+    def hash(self) -> str: ...
+    def compute_hash(self) -> str: ...
 
 
 @dataclass
@@ -33,7 +47,7 @@ class VerifyReport:
     unsigned_tail: int = 0
     notes: list[str] = field(default_factory=list)
 
-    def fail(self, problem: str, record: AuditRecord | None = None, seq: int | None = None) -> VerifyReport:
+    def fail(self, problem: str, record: ChainRecord | None = None, seq: int | None = None) -> VerifyReport:
         self.ok = False
         self.problem = problem
         self.bad_seq = record.seq if record is not None else seq
@@ -42,14 +56,14 @@ class VerifyReport:
 
 
 def verify_chain(  # noqa: PLR0911 - one early return per kind of tampering, each named
-    records: Iterable[AuditRecord],
+    records: Iterable[ChainRecord],
     checkpoints: list[Checkpoint],
     *,
     keys: dict[str, tuple[PublicKey, tuple[str, ...]]],
     anchor_seq: int,
     anchor_hash: str,
     issuer: str | None = None,
-    hash_checked: Callable[[AuditRecord], bool] | None = None,
+    hash_checked: Callable[[ChainRecord], bool] | None = None,
 ) -> VerifyReport:
     """Walk ``records`` in the order given, starting after the anchor ``(seq, hash)``.
 

@@ -105,14 +105,15 @@ class AuditRecord:
 
     @classmethod
     def from_body(cls, body: dict[str, Any], record_hash: str) -> AuditRecord:
-        if body.keys() == _BODY_KEYS:  # a stored body holds exactly these
+        if body.keys() == BODY_KEYS:  # a stored body holds exactly these
             return cls(**body, hash=record_hash)
         known = {k: body[k] for k in cls.__dataclass_fields__ if k in body and k != "hash"}
         return cls(**known, hash=record_hash)
 
 
 _BODY_FIELDS = tuple(f.name for f in fields(AuditRecord) if f.name != "hash")
-_BODY_KEYS = frozenset(_BODY_FIELDS)
+#: The keys of a stored body: every field but ``hash``.
+BODY_KEYS = frozenset(_BODY_FIELDS)
 
 
 def _sha256(text: str) -> str:

@@ -17,9 +17,9 @@ from typing import IO, Any
 
 from sqlalchemy import Engine, select
 
-from tessera.audit.chain import VerifyReport, verify_chain
+from tessera.audit.chain import ChainRecord, VerifyReport, verify_chain
 from tessera.audit.checkpoints import Checkpoint
-from tessera.audit.records import GENESIS_HASH, AuditRecord, iso_ms
+from tessera.audit.records import BODY_KEYS, GENESIS_HASH, AuditRecord, iso_ms
 from tessera.identity.keys import PublicKey, allowed_algorithms, import_public_key
 from tessera.storage.audit import SqlAuditStore
 from tessera.storage.database import reading
@@ -64,6 +64,41 @@ def _indexed_mismatch(record: AuditRecord, row: Mapping[Any, Any]) -> str | None
     return None
 
 
+class _StoredRecord:
+    """A stored row as the chain walk reads it, its body parsed but no ``AuditRecord`` built.
+
+    Used only for a row whose body holds exactly a record's fields and whose index
+    columns say what its body says, so it reads as ``AuditRecord.from_body`` would.
+    """
+
+    __slots__ = ("_body", "hash", "id", "prev_hash", "seq")
+
+    def __init__(self, body: dict[str, Any], record_hash: str) -> None:
+        self._body = body
+        self.seq: int = body["seq"]
+        self.id: str = body["id"]
+        self.prev_hash: str = body["prev_hash"]
+        self.hash = record_hash
+
+    def compute_hash(self) -> str:
+        return AuditRecord.from_body(self._body, self.hash).compute_hash()
+
+
+def _stored_record(row: Mapping[Any, Any], body: Any) -> _StoredRecord | None:
+    """The row as a ``_StoredRecord`` if its columns match its body exactly, else None."""
+    if not isinstance(body, dict) or body.keys() != BODY_KEYS:
+        return None
+    actor, decision = body["actor"], body["decision"]
+    if not isinstance(actor, dict) or not (decision is None or isinstance(decision, dict)):
+        return None
+    said = (
+        *(body[column] for column in _INDEXED),
+        actor.get("id"),
+        None if decision is None else decision.get("outcome"),
+    )
+    return _StoredRecord(body, row["hash"]) if _ROW_VALUES(row)[:-1] == said else None
+
+
 def verify_store(engine: Engine, keys: KeyMap, issuer: str | None) -> VerifyReport:
     """Verify every record from the anchor to the head, with its checkpoints and index columns.
 
@@ -92,18 +127,23 @@ def _verify_store(engine: Engine, keys: KeyMap, issuer: str | None, *, stored_by
         head = store.head(conn)
         checkpoints = store.checkpoints(conn, from_seq=head.anchor_seq)
     signed_up_to = max((c.seq for c in checkpoints), default=0) if stored_bytes else 0
-    mismatch: list[tuple[AuditRecord, str, int]] = []
-    past_head: list[AuditRecord] = []
+    mismatch: list[tuple[ChainRecord, str, int]] = []
+    past_head: list[ChainRecord] = []
     #: (seq, the stored body hashes to the hash column) of the record last handed out.
     stored_ok = (0, False)
 
-    def records() -> Iterator[AuditRecord]:
+    def records() -> Iterator[ChainRecord]:
         nonlocal stored_ok
-        for record, row in store.iter_records(engine, from_seq=head.anchor_seq + 1):
-            column = _indexed_mismatch(record, row)
-            if column is not None:
-                mismatch.append((record, column, row["seq"]))
-                return
+        for row in store.iter_rows(engine, from_seq=head.anchor_seq + 1):
+            body = json.loads(row["body"])
+            record: ChainRecord | None = _stored_record(row, body) if stored_bytes else None
+            if record is None:
+                full = AuditRecord.from_body(body, row["hash"])
+                column = _indexed_mismatch(full, row)
+                if column is not None:
+                    mismatch.append((full, column, row["seq"]))
+                    return
+                record = full
             if record.seq > head.seq:
                 past_head.append(record)
             if record.seq <= signed_up_to:

@@ -163,6 +163,13 @@ class SqlAuditStore:
         self, engine: Engine, *, from_seq: int, to_seq: int | None = None, chunk: int = 5000
     ) -> Iterator[tuple[AuditRecord, Mapping[Any, Any]]]:
         """Records in ``seq`` order with their stored columns (``body`` included), read in chunks."""
+        for row in self.iter_rows(engine, from_seq=from_seq, to_seq=to_seq, chunk=chunk):
+            yield AuditRecord.from_body(json.loads(row["body"]), row["hash"]), row
+
+    def iter_rows(
+        self, engine: Engine, *, from_seq: int, to_seq: int | None = None, chunk: int = 5000
+    ) -> Iterator[Mapping[Any, Any]]:
+        """The stored rows in ``seq`` order, read in chunks."""
         position = from_seq - 1
         while True:
             with reading(engine) as conn:
@@ -173,7 +180,7 @@ class SqlAuditStore:
             if not rows:
                 return
             for row in rows:
-                yield _record_from_row(row), row._mapping
+                yield row._mapping
             position = rows[-1].seq
 
     def prune(self, conn: Connection, before_ms: int) -> int:

@@ -39,6 +39,21 @@ def reencode(chain: Chain, seq: int, *, rehash: bool) -> None:
     )
 
 
+def add_key(chain: Chain, seq: int) -> None:
+    """A field no record has, with the hash column rewritten to match the new bytes."""
+    body = json.loads(row(chain.engine, seq)["body"])
+    body["extra"] = "smuggled"
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    new_hash = hashlib.sha256(text.encode()).hexdigest()
+    sql(
+        chain.engine,
+        "UPDATE audit_records SET body = :b, hash = :h WHERE seq = :s",
+        b=text,
+        h=new_hash,
+        s=seq,
+    )
+
+
 def signed(chain: Chain) -> int:
     return chain.checkpoints[0] - 2
 
@@ -60,6 +75,7 @@ TAMPERING: dict[str, Callable[[Chain], None]] = {
     "edited": lambda chain: edit(chain, signed(chain), rehash=False),
     "edited and rehashed": lambda chain: edit(chain, signed(chain), rehash=True),
     "edited in the tail and rehashed": lambda chain: edit(chain, chain.last, rehash=True),
+    "unknown field added, hash rewritten": lambda chain: add_key(chain, signed(chain)),
     "index column edited": set_sql("UPDATE audit_records SET subject = 'agt_x' WHERE seq = :s"),
     "row deleted": set_sql("DELETE FROM audit_records WHERE seq = :s"),
 }
