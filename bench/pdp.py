@@ -868,8 +868,9 @@ def propagation_on(
     probes: list[Any],
     opts: Options,
     cpus: set[int] | None,
+    server_cpu: list[float],
 ) -> list[Trial]:
-    """Two server processes on one database: apply on A, decide on B."""
+    """Two server processes on one database: apply on A, decide on B (their CPU time is noted)."""
     home = tmp / f"home-{store}"
     if store != "sqlite":
         seed_database(url, worlds[0])
@@ -889,6 +890,7 @@ def propagation_on(
         return trials
     finally:
         for server in servers:
+            server_cpu.append(server.cpu_seconds() or 0.0)
             server.stop()
 
 
@@ -958,13 +960,17 @@ def environment(pinned: bool) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def other_load(results: Results, phase: str) -> Iterator[None]:
-    """Record how many CPUs' worth of work other processes (and our servers) did during ``phase``."""
+def other_load(results: Results, phase: str) -> Iterator[list[float]]:
+    """Record how many CPUs' worth of work other processes did during ``phase``.
+
+    The caller appends the CPU seconds of servers it ran meanwhile, which are not "other".
+    """
     busy, own, began = machine_busy_seconds(), time.process_time(), time.perf_counter()
-    yield
+    ours: list[float] = []
+    yield ours
     after = machine_busy_seconds()
     if busy is not None and after is not None:
-        other = after - busy - (time.process_time() - own)
+        other = after - busy - (time.process_time() - own) - sum(ours)
         results.other_load[phase] = max(0.0, other) / (time.perf_counter() - began)
 
 
@@ -1214,9 +1220,9 @@ def run_propagation(
 ) -> None:
     probes = [r.probe for r in results.inprocess]
     print("bench: propagation on SQLite…", flush=True)
-    with other_load(results, "propagation sqlite"):
+    with other_load(results, "propagation sqlite") as ours:
         results.trials += propagation_on(
-            "sqlite", url, tmp, worlds=worlds, probes=probes, opts=opts, cpus=cpus
+            "sqlite", url, tmp, worlds=worlds, probes=probes, opts=opts, cpus=cpus, server_cpu=ours
         )
     if opts.postgres is None:
         results.postgres = "skipped (--postgres none)"
@@ -1226,9 +1232,9 @@ def run_propagation(
             results.postgres = f"unreachable at {opts.postgres.split('@')[-1]}; not measured"
             return
         print("bench: propagation on PostgreSQL…", flush=True)
-        with other_load(results, "propagation postgresql"):
+        with other_load(results, "propagation postgresql") as ours:
             results.trials += propagation_on(
-                "postgresql", pg_url, tmp, worlds=worlds, probes=probes, opts=opts, cpus=cpus
+                "postgresql", pg_url, tmp, worlds=worlds, probes=probes, opts=opts, cpus=cpus, server_cpu=ours
             )
         results.postgres = "a scratch database on 127.0.0.1:5432, dropped afterwards (LISTEN/NOTIFY)"
 
