@@ -72,7 +72,8 @@ def test_each_decision_leaves_one_decision_record(runtime: Runtime) -> None:
     first = records[0]
     assert first["subject"] == agent
     assert first["actor"] == {"type": "agent", "id": "gateway"}
-    assert first["network"] == {"ip": CORPORATE_IP, "zone": None}
+    # The record carries the zone of the caller's address (this runtime has no zone for it).
+    assert first["network"] == {"ip": CORPORATE_IP, "zone": runtime.contexts.zone_of(CORPORATE_IP)}
     assert first["data"] == {
         "action": "read",
         "resource": "Resource::doc-1",
