@@ -21,6 +21,8 @@ segments, attributes and context. Then:
    created and dropped here). Target: every trial within 1 s.
 
 Run ``python bench/pdp.py`` (``make bench``) or ``--quick`` for a short smoke run.
+It exits 1 on any wrong answer (a non-200, a decision that differs from its baseline's,
+a version never seen or decided wrongly), and with ``--strict`` also on a missed target.
 Everything is bounded in requests and time, talks only to 127.0.0.1, and stops by
 itself, stopping its servers and dropping its scratch databases. Results: docs/benchmarks.md.
 """
@@ -913,6 +915,7 @@ class Options:
     postgres: str | None
     pin: bool
     json: Path | None
+    strict: bool = False
 
 
 @dataclass
@@ -1094,8 +1097,22 @@ def report(results: Results, opts: Options) -> bool:
     )
     if max(results.other_load.values(), default=0.0) > 0.1:
         print("warning: other processes competed for the CPUs; these figures are noisier than usual")
-    print(f"overall: {verdict(ok)}")
+    correct = answers_correct(results)
+    print(f"answers: {'all as expected' if correct else 'SOME WRONG (see differ, non-200, propagation)'}")
+    print(f"overall: {verdict(ok and correct)}")
     return ok
+
+
+def answers_correct(results: Results) -> bool:
+    """No wrong answer anywhere: the figures mean nothing otherwise."""
+    return (
+        all(r.mismatches == 0 for r in results.inprocess)
+        and all(
+            HttpFigures.errors(h.tessera) + HttpFigures.errors(h.bare) + h.disagreements == 0
+            for h in results.http
+        )
+        and all(t.decided_right and t.after_ack_s != float("inf") for t in results.trials)
+    )
 
 
 def to_json(results: Results) -> dict[str, Any]:
@@ -1163,6 +1180,9 @@ def parse_args(argv: list[str] | None) -> Options:
         "--no-pin", action="store_true", help="do not pin servers and client to separate CPUs"
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
+    parser.add_argument(
+        "--strict", action="store_true", help="exit 1 when a target is missed (always: on a wrong answer)"
+    )
     args = parser.parse_args(argv)
     quick = bool(args.quick)
     policies = [int(p) for p in (args.policies or ("100" if quick else "100,1000")).split(",")]
@@ -1181,6 +1201,7 @@ def parse_args(argv: list[str] | None) -> Options:
         postgres=None if args.postgres.lower() == "none" else args.postgres,
         pin=not args.no_pin and (os.cpu_count() or 1) >= 2 and hasattr(os, "sched_setaffinity"),
         json=args.json,
+        strict=args.strict,
     )
     if not 1_000 <= opts.entities <= 200_000:
         parser.error("--entities must be between 1000 and 200000")
@@ -1265,10 +1286,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     results.load_average = (load_before, os.getloadavg()[0])
-    ok = report(results, opts)
+    targets_met = report(results, opts)
     if opts.json is not None:
         opts.json.write_text(json.dumps(to_json(results), indent=2) + "\n")
-    return 0 if ok or opts.quick else 1
+    return 0 if answers_correct(results) and (targets_met or not opts.strict) else 1
 
 
 if __name__ == "__main__":
