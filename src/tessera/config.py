@@ -74,6 +74,7 @@ class Settings(BaseSettings):
     )
 
     max_request_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_bundle_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, description="policy bundle uploads")
     max_token_bytes: int = Field(default=8 * 1024, ge=512)
 
     @field_validator("issuer")

@@ -62,5 +62,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(policy_feed.router)
     app.include_router(authzen.router)
     app.add_middleware(admin.AdminGate, runtime=runtime)
-    app.add_middleware(BodySizeLimit, max_bytes=runtime.settings.max_request_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=runtime.settings.max_request_bytes,
+        overrides={"/admin/v1/policies": runtime.settings.max_bundle_bytes},
+    )
     return app

@@ -13,22 +13,28 @@ class BodyTooLarge(Exception):
 
 
 class BodySizeLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, overrides: dict[str, int] | None = None) -> None:
+        """``overrides`` maps a path prefix to its own limit (policy bundles are larger)."""
         self.app = app
         self.max_bytes = max_bytes
+        self.overrides = sorted((overrides or {}).items(), key=lambda item: len(item[0]), reverse=True)
+
+    def limit_for(self, path: str) -> int:
+        return next((limit for prefix, limit in self.overrides if path.startswith(prefix)), self.max_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.limit_for(str(scope.get("path", "")))
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 try:
-                    too_big = int(value) > self.max_bytes
+                    too_big = int(value) > limit
                 except ValueError:
                     too_big = True
                 if too_big:
-                    await self._reject(send)
+                    await self._reject(send, limit)
                     return
         received = 0
         started = False
@@ -38,7 +44,7 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > limit:
                     raise BodyTooLarge
             return message
 
@@ -52,12 +58,12 @@ class BodySizeLimit:
             await self.app(scope, limited_receive, tracking_send)
         except BodyTooLarge:
             if not started:
-                await self._reject(send)
+                await self._reject(send, limit)
 
-    async def _reject(self, send: Send) -> None:
+    async def _reject(self, send: Send, limit: int) -> None:
         body: dict[str, Any] = {
             "error": "payload_too_large",
-            "error_description": f"request body exceeds {self.max_bytes} bytes",
+            "error_description": f"request body exceeds {limit} bytes",
         }
         payload = json.dumps(body).encode()
         await send(
