@@ -16,8 +16,8 @@ from sqlalchemy import Engine, delete
 from tessera.audit.forwarder import AuditForwarder
 from tessera.audit.records import SecretHasher
 from tessera.audit.service import Auditor, RequestContext
-from tessera.audit.sinks import HttpSink, JsonlFileSink
-from tessera.audit.writer import AuditWriter, CheckpointSigner, Sink
+from tessera.audit.sinks import HttpSink, JsonlFileSink, Sink
+from tessera.audit.writer import AuditWriter, CheckpointSigner
 from tessera.clock import Clock, SystemClock
 from tessera.config import Settings
 from tessera.events.change_feed import Change, ChangeFollower, latest_seq

@@ -16,7 +16,7 @@ import threading
 
 from sqlalchemy import Engine
 
-from tessera.audit.writer import Sink
+from tessera.audit.sinks import Sink
 from tessera.storage.audit import AuditFilter, SqlAuditStore
 from tessera.storage.database import reading
 
@@ -39,9 +39,13 @@ class AuditForwarder:
     def position(self) -> int:
         return self._position
 
-    def start(self) -> None:
+    def sync_position(self) -> None:
+        """Start after the current head: forward only what is committed from now on."""
         with reading(self._engine) as conn:
             self._position = self._store.head(conn).seq
+
+    def start(self) -> None:
+        self.sync_position()
         self._thread = threading.Thread(target=self._run, name="tessera-audit-forwarder", daemon=True)
         self._thread.start()
 

@@ -17,12 +17,19 @@ import queue
 import threading
 import time
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 
 from tessera.audit.records import AuditRecord
 
 log = logging.getLogger(__name__)
+
+
+class Sink(Protocol):
+    """Receives committed records, in chain order; must not raise into the forwarder."""
+
+    def deliver(self, records: list[AuditRecord]) -> None: ...
 
 
 def _line(record: AuditRecord) -> str:

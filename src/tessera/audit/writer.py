@@ -29,7 +29,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -45,10 +45,6 @@ log = logging.getLogger(__name__)
 
 class AuditUnavailable(Exception):
     """The audit log could not be written; the operation that needed it must not proceed."""
-
-
-class Sink(Protocol):
-    def deliver(self, records: list[AuditRecord]) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,12 +84,8 @@ class AuditWriter:
         self._since_checkpoint = 0
         self._last_checkpoint_at = clock.now()
         self._last_batch = 1
-        self._sinks: list[Sink] = []
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-
-    def add_sink(self, sink: Sink) -> None:
-        self._sinks.append(sink)
 
     # --- API for callers -----------------------------------------------------------------
 
@@ -173,11 +165,6 @@ class AuditWriter:
                 future.set_result(record)
         self._since_checkpoint += len(records)
         self._maybe_checkpoint()
-        for sink in self._sinks:
-            try:
-                sink.deliver(records)
-            except Exception:
-                log.exception("audit sink failed; the primary log is unaffected")
         return records
 
     def note_appended(self, count: int) -> None:

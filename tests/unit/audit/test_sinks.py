@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tessera.audit.forwarder import AuditForwarder
 from tessera.audit.records import GENESIS_HASH, AuditRecord, build_record
 from tessera.audit.sinks import HttpSink, JsonlFileSink
 from tessera.runtime import Runtime
@@ -182,8 +183,10 @@ def test_an_unreachable_endpoint_never_raises_into_the_writer(tmp_path: Path) ->
 
 def test_a_full_forwarding_queue_drops_there_not_from_the_log(runtime: Runtime) -> None:
     sink = HttpSink("http://127.0.0.1:9/ingest", max_queue=3)  # never started: nothing drains it
-    runtime.audit_writer.add_sink(sink)
+    forwarder = AuditForwarder(runtime.engine, [sink])
+    forwarder.sync_position()
     written = fill(runtime, 10)
+    assert forwarder.forward_once() == 10
     assert [r.seq for r in written] == list(range(written[0].seq, written[0].seq + 10))
     assert sink.dropped == 7
     stored = {r["id"] for r in rows(runtime.engine)}
@@ -196,16 +199,20 @@ def test_a_failing_sink_does_not_affect_the_log(runtime: Runtime, caplog: pytest
         def deliver(self, records: list[AuditRecord]) -> None:
             raise OSError("disk full")
 
-    runtime.audit_writer.add_sink(Broken())
-    with caplog.at_level(logging.ERROR, logger="tessera.audit.writer"):
+    forwarder = AuditForwarder(runtime.engine, [Broken()])
+    forwarder.sync_position()
+    with caplog.at_level(logging.ERROR, logger="tessera.audit.forwarder"):
         written = fill(runtime, 3)
+        forwarder.forward_once()
     assert len(written) == 3
     assert any("primary log is unaffected" in r.getMessage() for r in caplog.records)
     assert verify(runtime).ok
 
 
-def test_the_writer_forwards_only_committed_records(runtime: Runtime, tmp_path: Path) -> None:
+def test_the_forwarder_sends_committed_records_in_chain_order(runtime: Runtime, tmp_path: Path) -> None:
     sink = JsonlFileSink(tmp_path / "forward.jsonl")
-    runtime.audit_writer.add_sink(sink)
+    forwarder = AuditForwarder(runtime.engine, [sink])
+    forwarder.sync_position()
     written = fill(runtime, 4)
+    forwarder.forward_once()
     assert [line["id"] for line in read_jsonl(sink.path)] == [r.id for r in written]
