@@ -14,8 +14,9 @@ idling ``max_delay`` on every one: a lone caller is written at once, and callers
 who come back together are written together as soon as they are all in.
 
 After each batch the writer may write a signed checkpoint (every
-``checkpoint_every`` records or ``checkpoint_interval`` seconds), and hands
-the records to forwarding sinks, which never block it.
+``checkpoint_every`` records or ``checkpoint_interval`` seconds). Forwarding to
+SIEM sinks is not its business: ``tessera.audit.forwarder`` tails the committed
+log, so records appended in callers' own transactions are forwarded too.
 """
 
 from __future__ import annotations
