@@ -54,13 +54,14 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         runtime.healthy()
         return {"status": "ok", "version": __version__}
 
+    # The hot paths first: Starlette matches routes in order.
     app.include_router(oauth.router)
+    app.include_router(authzen.router)
     app.include_router(admin.router)
     app.include_router(audit.router)
     app.include_router(audit.public)
     app.include_router(policies.router)
     app.include_router(policy_feed.router)
-    app.include_router(authzen.router)
     app.add_middleware(admin.AdminGate, runtime=runtime)
     app.add_middleware(
         BodySizeLimit,
