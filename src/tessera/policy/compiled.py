@@ -48,6 +48,9 @@ class CompiledBundle:
     static_entities: list[dict[str, Any]] = field(default_factory=list)
     #: Action id → a policy set of only the policies that can apply to it (see the module doc).
     by_action: dict[str, Any] = field(default_factory=dict)
+    #: The schema's ``Action`` entities with their groups, so ``action in Action::"group"``
+    #: holds at decision time as it does in validation.
+    action_entities: list[dict[str, Any]] = field(default_factory=list)
 
     @cached_property
     def version(self) -> str:
@@ -171,7 +174,26 @@ def compile_bundle(bundle: Bundle) -> CompiledBundle:
     if problems:
         raise BundleInvalid(problems)
     policy_set = _policy_set(static)
-    return CompiledBundle(bundle, policy_set, schema, policies, entities, _split_by_action(static, schema))
+    return CompiledBundle(
+        bundle,
+        policy_set,
+        schema,
+        policies,
+        entities,
+        _split_by_action(static, schema),
+        action_entities(schema),
+    )
+
+
+def action_entities(schema: Any) -> list[dict[str, Any]]:
+    """The ``Action`` entities a schema declares, each with its action-group parents."""
+    if schema is None:
+        return []
+    try:
+        declared = json.loads(str(cedarpy.Entities.from_json_str("[]", schema)))
+    except ValueError:
+        return []
+    return [e for e in declared if e.get("uid", {}).get("type") == ACTION_TYPE]
 
 
 def _policy_set(static: dict[str, dict[str, Any]]) -> Any:

@@ -103,7 +103,7 @@ class PolicyDecisionPoint:
     def activate(self, compiled: CompiledBundle) -> None:
         """Swap the active bundle atomically; decisions in flight finish on the old one."""
         with self._lock:
-            self.entities.set_static(compiled.static_entities)
+            self.entities.set_static([*compiled.static_entities, *compiled.action_entities])
             self._compiled = compiled
 
     def _cedar_request(self, request: DecisionRequest) -> dict[str, Any]:
@@ -122,7 +122,9 @@ class PolicyDecisionPoint:
         decisions: list[Decision] = []
         for request in requests:
             entities = json.dumps(
-                self.entities.slice([request.principal, request.resource], request.entities)
+                self.entities.slice(
+                    [request.principal, request.resource, Uid(ACTION_TYPE, request.action)], request.entities
+                )
             )
             started = time.perf_counter()
             try:
