@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tessera.sdk.agent import AgentClient
 from tessera.sdk.proofs import client_assertion, dpop_proof, load_private_jwk
 from tests.integration.helpers import ASSERTION_TYPE, assert_error, register_agent
 from tests.support import ServerProcess
@@ -153,3 +154,39 @@ def test_dpop_nonce_from_one_replica_is_accepted_by_the_other(start_replicas: An
     assert accepted.status_code == 200, accepted.text
     assert accepted.json()["token_type"] == "DPoP"
     assert_error(request(b, "bm90LWEtbm9uY2U"), 400, "use_dpop_nonce")
+
+
+def test_one_dpop_proof_at_the_authzen_api_wins_on_one_replica_only(
+    replicas: tuple[ServerProcess, ServerProcess],
+) -> None:
+    """A DPoP-bound caller's proof is single use across replicas at the AuthZEN API too."""
+    first, _ = replicas
+    with first.admin() as admin:
+        agent_id, private_jwk, _ = register_agent(admin, "pep", scopes=["authzen"])
+    key, _kid, alg = load_private_jwk(private_jwk)
+    client = AgentClient(first.url, agent_id, private_jwk)
+    try:
+        token = client.fetch_token(scope="authzen")
+    finally:
+        client.close()
+    assert token.token_type == "DPoP"
+    issuer = first.url
+    question = {
+        "subject": {"type": "Agent", "id": agent_id},
+        "action": {"name": "read"},
+        "resource": {"type": "Resource", "id": "doc-1"},
+    }
+    for _ in range(ROUNDS):
+        proof = dpop_proof(
+            key, alg, method="POST", url=f"{issuer}/access/v1/evaluation", access_token=token.access_token
+        )
+        headers = {"Authorization": f"DPoP {token.access_token}", "DPoP": proof}
+        responses = race(
+            replicas,
+            lambda client, headers=headers: client.post(
+                "/access/v1/evaluation", json=question, headers=headers
+            ),
+        )
+        loser = winner_and_loser(responses)
+        body = assert_error(loser, 401, "invalid_dpop_proof")
+        assert "already been used" in body["error_description"]

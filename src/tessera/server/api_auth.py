@@ -23,15 +23,24 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 
 from tessera.audit.records import Actor, ActorType
 from tessera.audit.service import ADMIN, RequestContext, event
 from tessera.config import Settings
-from tessera.errors import InsufficientScope, InvalidResourceDPoPProof, InvalidToken, TesseraError
+from tessera.errors import (
+    InsufficientScope,
+    InvalidClient,
+    InvalidResourceDPoPProof,
+    InvalidToken,
+    TesseraError,
+)
 from tessera.runtime import Runtime
 from tessera.sdk.verifier import ReplayCache
 from tessera.server.oauth import runtime_of
+from tessera.storage.single_use import single_use_key
 from tessera.tokens.access_tokens import AccessToken
+from tessera.tokens.client_auth import SingleUse
 from tessera.tokens.dpop import verify_dpop_proof
 from tessera.tokens.jose import JwsError
 
@@ -120,7 +129,8 @@ def challenge(
     return f'DPoP {params}, algs="{DPOP_ALGS}"' if dpop else f"Bearer {params}"
 
 
-def _check_proof(request: Request, runtime: Runtime, state: _AuthState, token: str, jkt: str) -> None:
+def _check_proof(request: Request, runtime: Runtime, state: _AuthState, token: str, jkt: str) -> SingleUse:
+    """Verify the proof (RFC 9449 §7.1); return its ``jti`` claim, to be made single use in the database."""
     proofs = request.headers.getlist("dpop")
     if len(proofs) != 1:
         raise JwsError("exactly one dpop proof is required")
@@ -138,8 +148,11 @@ def _check_proof(request: Request, runtime: Runtime, state: _AuthState, token: s
     if proof.jkt != jkt:
         raise JwsError("dpop proof key does not match the token")
     expires = proof.iat + settings.dpop_proof_max_age + 2 * settings.clock_leeway
+    # The in-process cache turns away most replays cheaply; the database claim (made by the
+    # dependency, off the event loop) makes the proof single use across every replica.
     if not state.replays.first_use(f"{proof.jkt}|{proof.jti}", expires, now):
         raise JwsError("dpop proof has already been used")
+    return SingleUse(single_use_key("api-dpop", proof.jkt, proof.jti), expires)
 
 
 def _authenticate(request: Request, scope: str, anonymous: bool) -> ApiCaller:
@@ -179,7 +192,7 @@ def _authenticate(request: Request, scope: str, anonymous: bool) -> ApiCaller:
                 reason, headers={"WWW-Authenticate": challenge(scope, "invalid_token", reason, dpop=True)}
             )
         try:
-            _check_proof(request, runtime, state, credential, token.cnf_jkt)
+            request.state.dpop_claim = _check_proof(request, runtime, state, credential, token.cnf_jkt)
         except JwsError as exc:
             header_value = challenge(scope, "invalid_dpop_proof", str(exc), dpop=True)
             raise InvalidResourceDPoPProof(str(exc), headers={"WWW-Authenticate": header_value}) from exc
@@ -195,6 +208,15 @@ def _authenticate(request: Request, scope: str, anonymous: bool) -> ApiCaller:
     return ApiCaller("agent", RequestContext(Actor(ActorType.AGENT, token.client_id), ip), token)
 
 
+def _claim_proof(runtime: Runtime, claim: SingleUse, scope: str) -> None:
+    try:
+        runtime.issuer_service.claim_single_use(claim)
+    except InvalidClient as exc:
+        reason = "dpop proof has already been used"
+        header_value = challenge(scope, "invalid_dpop_proof", reason, dpop=True)
+        raise InvalidResourceDPoPProof(reason, headers={"WWW-Authenticate": header_value}) from exc
+
+
 def token_caller(
     scope: str, *, anonymous: Callable[[Settings], bool] | None = None
 ) -> Callable[[Request], Awaitable[ApiCaller]]:
@@ -208,7 +230,11 @@ def token_caller(
         runtime = runtime_of(request)
         allow = anonymous(runtime.settings) if anonymous is not None else False
         try:
-            return _authenticate(request, scope, allow)
+            caller = _authenticate(request, scope, allow)
+            claim: SingleUse | None = getattr(request.state, "dpop_claim", None)
+            if claim is not None:
+                await run_in_threadpool(_claim_proof, runtime, claim, scope)
+            return caller
         except TesseraError as exc:
             ip = request.client.host if request.client else None
             runtime.auditor.record_async(
