@@ -15,8 +15,8 @@ import json
 from collections.abc import Collection
 
 import anyio.to_thread
-from starlette.types import ASGIApp, Receive, Scope, Send
 
+from tessera.sdk.asgi_types import ASGIApp, Receive, Scope, Send, request_url
 from tessera.sdk.verifier import TokenVerifier, UnknownKey, VerificationError, VerifiedRequest
 
 
@@ -34,14 +34,6 @@ class TesseraAuthMiddleware:
         self.public_url = public_url.rstrip("/") if public_url else None
         self.exempt_paths = frozenset(exempt_paths)
 
-    def _url(self, scope: Scope, headers: dict[str, str]) -> str:
-        path = str(scope.get("path", "/"))
-        if self.public_url:
-            return self.public_url + path
-        server = scope.get("server") or ("localhost", 80)
-        host = headers.get("host") or f"{server[0]}:{server[1]}"
-        return f"{scope.get('scheme', 'http')}://{host}{path}"
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("path") in self.exempt_paths:
             await self.app(scope, receive, send)
@@ -55,7 +47,7 @@ class TesseraAuthMiddleware:
                 proofs.append(value)
             else:
                 headers[name] = value
-        url = self._url(scope, headers)
+        url = request_url(scope, self.public_url)
         method = scope.get("method", "GET")
         authorization = headers.get("authorization")
         try:

@@ -16,10 +16,9 @@ import json
 from collections.abc import Callable, Collection
 from typing import Any
 
-from starlette.types import ASGIApp, Receive, Scope, Send
-
 from tessera.policy.entities import AGENT_TYPE, Uid
 from tessera.sdk.asgi import TesseraAuthMiddleware
+from tessera.sdk.asgi_types import ASGIApp, Receive, Scope, Send, request_url
 from tessera.sdk.pdp import LocalPDP
 from tessera.sdk.verifier import TokenVerifier, VerifiedRequest
 
@@ -49,21 +48,12 @@ class PolicyGuard:
         self.resolve = resolve
         self.public_url = public_url.rstrip("/") if public_url else None
 
-    def _url(self, scope: Scope) -> str:
-        path = str(scope.get("path", "/"))
-        if self.public_url:
-            return self.public_url + path
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
-        server = scope.get("server") or ("localhost", 80)
-        host = headers.get("host") or f"{server[0]}:{server[1]}"
-        return f"{scope.get('scheme', 'http')}://{host}{path}"
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         verified = scope.get("state", {}).get("tessera") if scope["type"] == "http" else None
         if not isinstance(verified, VerifiedRequest):
             await self.app(scope, receive, send)
             return
-        action, resource, context, entities = self.resolve(scope, self._url(scope))
+        action, resource, context, entities = self.resolve(scope, request_url(scope, self.public_url))
         client = scope.get("client")
         decision = self.pdp.decide(
             Uid(AGENT_TYPE, verified.agent_id),
