@@ -26,11 +26,9 @@ import contextlib
 import hashlib
 import json
 import os
-import platform
 import random
 import secrets
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -38,14 +36,13 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from joserfc.jwk import ECKey
 from sqlalchemy import Engine, delete, insert, select, update
 
-from harness import machine_busy_seconds
+from harness import describe_machine, other_load
 from tessera.audit.checkpoints import sign_checkpoint
 from tessera.audit.records import GENESIS_HASH, Actor, ActorType, AuditEvent, AuditRecord
 from tessera.audit.verify import KeyMap, keys_from_jwks, verify_store
@@ -421,38 +418,7 @@ class Results:
 
 
 def environment() -> dict[str, str]:
-    def version(name: str) -> str:
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            return "absent"
-
-    cpu = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    commit = subprocess.run(
-        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    return {
-        "machine": f"{cpu}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}",
-        "python": f"{platform.python_implementation()} {platform.python_version()}",
-        "packages": ", ".join(f"{n} {version(n)}" for n in ("sqlalchemy", "psycopg", "joserfc")),
-        "commit": commit or "?",
-    }
-
-
-@contextlib.contextmanager
-def other_load(results: Results, phase: str) -> Iterator[None]:
-    """Record how many CPUs' worth of work other processes did while ``phase`` ran here."""
-    busy, own, began = machine_busy_seconds(), time.process_time(), time.perf_counter()
-    yield
-    after = machine_busy_seconds()
-    if busy is not None and after is not None:
-        other = after - busy - (time.process_time() - own)
-        results.other_load[phase] = max(0.0, other) / (time.perf_counter() - began)
+    return describe_machine(("sqlalchemy", "psycopg", "joserfc"))
 
 
 def report(results: Results, opts: Options) -> bool:
@@ -602,10 +568,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with sqlite_engine(tmp) as engine:
             print(f"bench: appends on SQLite ({opts.records:,} records x {opts.rounds})…", flush=True)
-            with other_load(results, "appends sqlite"):
+            with other_load(results.other_load, "appends sqlite"):
                 results.appends.append(append_phase("sqlite", engine, opts, signer))
             print(f"bench: verification on SQLite ({opts.verify_records:,} records)…", flush=True)
-            with other_load(results, "verify sqlite"):
+            with other_load(results.other_load, "verify sqlite"):
                 results.verifies.append(verify_phase("sqlite", engine, opts, signer))
         if opts.postgres is None:
             results.postgres = "skipped (--postgres none)"
@@ -615,9 +581,9 @@ def main(argv: list[str] | None = None) -> int:
                     results.postgres = f"unreachable at {opts.postgres.split('@')[-1]}; not measured"
                 else:
                     print("bench: appends and verification on PostgreSQL…", flush=True)
-                    with other_load(results, "appends postgresql"):
+                    with other_load(results.other_load, "appends postgresql"):
                         results.appends.append(append_phase("postgresql", engine, opts, signer))
-                    with other_load(results, "verify postgresql"):
+                    with other_load(results.other_load, "verify postgresql"):
                         results.verifies.append(verify_phase("postgresql", engine, opts, signer))
                     results.postgres = "scratch database on 127.0.0.1:5432, dropped afterwards"
     finally:

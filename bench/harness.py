@@ -9,18 +9,23 @@ share the machine). Everything talks to 127.0.0.1 only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import platform
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 HOST = "127.0.0.1"
+REPO = Path(__file__).resolve().parent.parent
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -246,3 +251,74 @@ def run_load(
     except ImportError:
         return asyncio.run(main())
     return uvloop.run(main())
+
+
+# --- what every benchmark reports about where it ran -----------------------------------------
+
+
+def package_version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "absent"
+
+
+def describe_machine(packages: Sequence[str]) -> dict[str, str]:
+    """Machine, Python, the named packages' versions and the commit (noting uncommitted src/)."""
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    commit = "?"
+    with contextlib.suppress(OSError):
+        git = ["git", "-C", str(REPO)]
+        commit = (
+            subprocess.run(
+                [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+            ).stdout.strip()
+            or "?"
+        )
+        dirty = subprocess.run(
+            [*git, "status", "--porcelain", "--", "src"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+        if dirty:
+            commit += " (plus uncommitted changes under src/)"
+    return {
+        "machine": f"{cpu}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}",
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "packages": ", ".join(f"{name} {package_version(name)}" for name in packages),
+        "commit": commit,
+    }
+
+
+@contextlib.contextmanager
+def other_load(into: dict[str, float], phase: str) -> Iterator[list[float]]:
+    """Record in ``into[phase]`` how many CPUs' worth of work other processes did meanwhile.
+
+    The caller may append the CPU seconds of servers it ran itself, which are not "other".
+    """
+    busy, own, began = machine_busy_seconds(), time.process_time(), time.perf_counter()
+    ours: list[float] = []
+    yield ours
+    after = machine_busy_seconds()
+    if busy is not None and after is not None:
+        other = after - busy - (time.process_time() - own) - sum(ours)
+        into[phase] = max(0.0, other) / (time.perf_counter() - began)
+
+
+Message = MutableMapping[str, Any]
+
+
+async def answer_lifespan(
+    receive: Callable[[], Awaitable[Message]], send: Callable[[Message], Awaitable[None]]
+) -> None:
+    """Answer uvicorn's ASGI lifespan startup and shutdown (for the bare baseline apps)."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

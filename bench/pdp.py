@@ -34,24 +34,30 @@ import contextlib
 import itertools
 import json
 import os
-import platform
 import random
 import secrets
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import cedarpy
 
-from harness import LoadResult, Server, http_request, machine_busy_seconds, run_load, set_affinity
+from harness import (
+    LoadResult,
+    Server,
+    answer_lifespan,
+    describe_machine,
+    http_request,
+    other_load,
+    run_load,
+    set_affinity,
+)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -422,13 +428,8 @@ def bare_pdp_app() -> Callable[..., Any]:
 
     async def app(scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await answer_lifespan(receive, send)
+            return
         if scope["type"] != "http":
             return
         chunks, more = [], True
@@ -930,51 +931,14 @@ class Results:
 
 
 def environment(pinned: bool) -> dict[str, str]:
-    def version(name: str) -> str:
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            return "absent"
-
-    cpu = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    commit = subprocess.run(
-        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    packages = ", ".join(
-        f"{name} {version(name)}"
-        for name in ("cedarpy", "uvicorn", "uvloop", "starlette", "fastapi", "sqlalchemy")
-    )
     return {
-        "machine": f"{cpu}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}",
-        "python": f"{platform.python_implementation()} {platform.python_version()}",
-        "packages": packages,
-        "commit": commit or "?",
+        **describe_machine(("cedarpy", "uvicorn", "uvloop", "starlette", "fastapi", "sqlalchemy")),
         "placement": (
             "servers pinned to CPU 0; load client and in-process timings on CPU 1"
             if pinned
             else "not pinned: servers and client share all CPUs"
         ),
     }
-
-
-@contextlib.contextmanager
-def other_load(results: Results, phase: str) -> Iterator[list[float]]:
-    """Record how many CPUs' worth of work other processes did during ``phase``.
-
-    The caller appends the CPU seconds of servers it ran meanwhile, which are not "other".
-    """
-    busy, own, began = machine_busy_seconds(), time.process_time(), time.perf_counter()
-    ours: list[float] = []
-    yield ours
-    after = machine_busy_seconds()
-    if busy is not None and after is not None:
-        other = after - busy - (time.process_time() - own) - sum(ours)
-        results.other_load[phase] = max(0.0, other) / (time.perf_counter() - began)
 
 
 def verdict(ok: bool) -> str:
@@ -1241,7 +1205,7 @@ def run_propagation(
 ) -> None:
     probes = [r.probe for r in results.inprocess]
     print("bench: propagation on SQLite…", flush=True)
-    with other_load(results, "propagation sqlite") as ours:
+    with other_load(results.other_load, "propagation sqlite") as ours:
         results.trials += propagation_on(
             "sqlite", url, tmp, worlds=worlds, probes=probes, opts=opts, cpus=cpus, server_cpu=ours
         )
@@ -1253,7 +1217,7 @@ def run_propagation(
             results.postgres = f"unreachable at {opts.postgres.split('@')[-1]}; not measured"
             return
         print("bench: propagation on PostgreSQL…", flush=True)
-        with other_load(results, "propagation postgresql") as ours:
+        with other_load(results.other_load, "propagation postgresql") as ours:
             results.trials += propagation_on(
                 "postgresql", pg_url, tmp, worlds=worlds, probes=probes, opts=opts, cpus=cpus, server_cpu=ours
             )
@@ -1277,7 +1241,7 @@ def main(argv: list[str] | None = None) -> int:
             worlds.append(build_world(entities=opts.entities, policies=count, requests=opts.requests))
         for world in worlds:
             print(f"bench: in-process decisions, {world.policy_count} policies…", flush=True)
-            with other_load(results, f"in-process {world.policy_count}"):
+            with other_load(results.other_load, f"in-process {world.policy_count}"):
                 results.inprocess.append(inprocess_phase(world, opts.rounds))
         if any(r.probe is None for r in results.inprocess):
             raise RuntimeError("no request was allowed; the synthetic world needs more permits")

@@ -23,22 +23,19 @@ from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
 import hashlib
 import itertools
 import json
 import math
 import os
-import platform
 import secrets
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -50,7 +47,15 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from joserfc import jwt
 from joserfc.jwk import ECKey
 
-from harness import LoadResult, Server, http_request, machine_busy_seconds, run_load, set_affinity
+from harness import (
+    LoadResult,
+    Server,
+    describe_machine,
+    http_request,
+    other_load,
+    run_load,
+    set_affinity,
+)
 from tessera.sdk.proofs import client_assertion, dpop_proof, generate_private_jwk, load_private_jwk
 from tessera.sdk.verifier import JwksCache, TokenVerifier
 
@@ -512,52 +517,16 @@ def _jkt(agent: AgentFixture) -> str:
 
 
 def environment(tmp: Path, pinned: bool) -> dict[str, str]:
-    def version(name: str) -> str:
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            return "absent"
-
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(REPO), "status", "--porcelain", "--", "src"],
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.strip()
-        if dirty:
-            commit += " (plus uncommitted changes under src/)"
-    except OSError:
-        commit = "?"
     try:
         fstype = subprocess.run(
             ["df", "--output=fstype", str(tmp)], capture_output=True, text=True, check=False
         ).stdout.split()[-1]
     except (OSError, IndexError):
         fstype = "?"
-    packages = ", ".join(
-        f"{name} {version(name)}"
-        for name in ("uvicorn", "uvloop", "httptools", "starlette", "fastapi", "joserfc", "cryptography")
-    )
     return {
-        "machine": f"{cpu}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}",
-        "python": f"{platform.python_implementation()} {platform.python_version()}",
-        "packages": packages,
-        "commit": commit or "?",
+        **describe_machine(
+            ("uvicorn", "uvloop", "httptools", "starlette", "fastapi", "joserfc", "cryptography")
+        ),
         "storage": f"SQLite (WAL, synchronous=FULL) in a temporary TESSERA_HOME on {fstype}",
         "placement": (
             "server pinned to CPU 0, load client and in-process baselines to CPU 1"
@@ -569,17 +538,6 @@ def environment(tmp: Path, pinned: bool) -> dict[str, str]:
 
 def verdict(ratio: float, target: float) -> str:
     return "PASS" if ratio >= target else "FAIL"
-
-
-@contextlib.contextmanager
-def other_load(results: Results, phase: str) -> Iterator[None]:
-    """Record how much CPU other processes used while ``phase`` ran in this one."""
-    busy, own, began = machine_busy_seconds(), time.process_time(), time.perf_counter()
-    yield
-    after = machine_busy_seconds()
-    if busy is not None and after is not None:
-        other = after - busy - (time.process_time() - own)
-        results.other_load[phase] = max(0.0, other) / (time.perf_counter() - began)
 
 
 def report(results: Results, opts: Options) -> bool:
@@ -749,10 +707,10 @@ def main(argv: list[str] | None = None) -> int:
         if results.bare.other_share is not None:
             results.other_load["bare ASGI"] = results.bare.other_share
         print("bench: cryptographic floor…", flush=True)
-        with other_load(results, "floor"):
+        with other_load(results.other_load, "floor"):
             results.rates.update(floor_phase(opts, outcome))
         print("bench: local verification…", flush=True)
-        with other_load(results, "verification"):
+        with other_load(results.other_load, "verification"):
             results.rates.update(verify_phase(opts, outcome))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
