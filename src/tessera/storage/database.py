@@ -9,7 +9,9 @@ under an advisory lock on PostgreSQL so replicas starting together do not race.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -58,6 +60,23 @@ def create_database_engine(url: str, *, sqlite_synchronous: str = "FULL", pool_s
     raise ValueError(f"unsupported database url scheme '{parsed.drivername}'")
 
 
+def _use_wal(cursor: Any) -> None:
+    """Switch the file to WAL once. Processes opening a new file together can see SQLite
+    refuse the switch with "database is locked" at once (its busy handler is not always
+    consulted for it), so a refusal is retried for as long as the busy timeout."""
+    if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+        return
+    deadline = time.monotonic() + _SQLITE_BUSY_SECONDS
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def _configure_sqlite(engine: Engine, synchronous: str) -> None:
     if synchronous.upper() not in {"FULL", "NORMAL", "EXTRA"}:
         raise ValueError(f"unsupported sqlite synchronous mode '{synchronous}'")
@@ -68,10 +87,10 @@ def _configure_sqlite(engine: Engine, synchronous: str) -> None:
         # (below) takes the write lock up front and writers queue instead of failing.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_SECONDS * 1000}")
+        _use_wal(cursor)
         cursor.execute(f"PRAGMA synchronous={synchronous.upper()}")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_SECONDS * 1000}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
