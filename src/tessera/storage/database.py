@@ -134,14 +134,14 @@ def reading(engine: Engine) -> Iterator[Connection]:
 
 
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest revision (alembic ``upgrade head``)."""
+    """Bring the schema to the newest revision (alembic ``upgrade heads``)."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     with writing(engine) as connection:
         if is_postgres(engine):
             connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID})
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        command.upgrade(config, "heads")
 
 
 def open_database(url: str, *, sqlite_synchronous: str = "FULL") -> Engine:

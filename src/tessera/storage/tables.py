@@ -86,7 +86,14 @@ issued_tokens = Table(
     Column("expires_at", Float, nullable=False),
     Column("revoked_at", Float, nullable=True),
     Column("revoked_reason", Text, nullable=True),
+    # Delegation (RFC 8693): the original subject of the chain (the agent itself for
+    # client_credentials, the person or upstream identity for exchanged tokens) and the
+    # token this one was exchanged from, so revocation can follow the chain.
+    Column("subject", String(320), nullable=True),
+    Column("parent_jti", String(64), nullable=True),
     Index("ix_issued_tokens_agent", "agent_id", "expires_at"),
+    Index("ix_issued_tokens_subject", "subject", "expires_at"),
+    Index("ix_issued_tokens_parent", "parent_jti"),
     Index("ix_issued_tokens_task", "task_id", "expires_at"),
     Index("ix_issued_tokens_expires", "expires_at"),
 )

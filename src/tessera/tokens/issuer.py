@@ -100,6 +100,10 @@ class TokenGrant:
     grant_type: str = "client_credentials"
     client_method: str | None = None
     client_ip: str | None = None
+    #: Delegation (RFC 8693): the chain's original subject (defaults to the agent) and
+    #: the token this one was exchanged from.
+    subject: str | None = None
+    parent_jti: str | None = None
 
     @property
     def task_id(self) -> str | None:
@@ -215,6 +219,8 @@ class TokenIssuer:
             "cnf_jkt": grant.cnf_jkt,
             "issued_at": now,
             "expires_at": float(exp),
+            "subject": grant.subject or grant.agent.id,
+            "parent_jti": grant.parent_jti,
         }
 
         def record(conn: Connection) -> None:
