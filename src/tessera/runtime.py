@@ -261,7 +261,9 @@ class Runtime:
             self._http_sink.start()
             sinks.append(self._http_sink)
         if sinks:
-            self._forwarder = AuditForwarder(self.engine, sinks, poll_interval=settings.change_poll_interval)
+            self._forwarder = AuditForwarder(
+                self.engine, sinks, poll_interval=settings.change_poll_interval, clock=self.clock
+            )
             self._forwarder.start()
 
     def maintain(self) -> None:
