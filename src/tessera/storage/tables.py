@@ -199,3 +199,15 @@ resources = Table(
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
 )
+
+# --- federation (tessera.federation) --------------------------------------------------------
+
+trusted_issuers = Table(
+    "trusted_issuers",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("issuer", String(512), nullable=False, unique=True),
+    Column("config", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
