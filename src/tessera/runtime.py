@@ -21,6 +21,10 @@ from tessera.audit.writer import AuditWriter, CheckpointSigner
 from tessera.clock import Clock, SystemClock
 from tessera.config import Settings
 from tessera.events.change_feed import Change, ChangeFollower, latest_seq
+from tessera.federation.identities import FederatedIdentities
+from tessera.federation.jwks import JwksCache, JwksFetcher
+from tessera.federation.service import ISSUER_CHANGED, TrustedIssuerService
+from tessera.federation.verifier import FederatedTokenVerifier
 from tessera.identity.admin_credentials import ADMIN_CHANGED, AdminCredentials
 from tessera.identity.agents import Agent
 from tessera.identity.service import AgentService
@@ -40,6 +44,7 @@ from tessera.tokens.client_auth import ClientAuthenticator
 from tessera.tokens.dpop import NonceIssuer
 from tessera.tokens.endpoint import TokenEndpoint
 from tessera.tokens.grants.client_credentials import ClientCredentialsGrant
+from tessera.tokens.grants.jwt_bearer import JwtBearerGrant
 from tessera.tokens.introspection import Introspector, Revoker, TokenValidator
 from tessera.tokens.issuer import TokenIssuer
 from tessera.tokens.revocation import AGENT_CHANGED, TOKENS_REVOKED, RevocationState
@@ -138,6 +143,37 @@ class Runtime:
             auditor=self.auditor,
             max_token_bytes=settings.max_token_bytes,
         )
+        self.jwks_cache = JwksCache(
+            JwksFetcher(
+                timeout=settings.federation_jwks_timeout, max_bytes=settings.federation_jwks_max_bytes
+            ),
+            self.clock,
+            cache_seconds=settings.federation_jwks_cache_seconds,
+            refresh_interval=settings.federation_jwks_refresh_interval,
+        )
+        self.trusted_issuers = TrustedIssuerService(
+            self.engine,
+            self.clock,
+            self.ids,
+            default_audiences=(self.issuer, settings.token_endpoint),
+            ttl_cap=settings.max_access_token_ttl,
+            auditor=self.auditor,
+            on_forget=self.jwks_cache.forget,
+        )
+        #: Verifies trusted issuers' tokens: jwt-bearer assertions and RFC 8693 subject tokens.
+        self.federation_verifier = FederatedTokenVerifier(
+            self.trusted_issuers, self.jwks_cache, leeway=settings.clock_leeway
+        )
+        self.federated_identities = FederatedIdentities(
+            self.engine,
+            self.agent_repository,
+            self.clock,
+            self.revocation,
+            lookup=self.agents.find,
+            identity_ttl=settings.federation_identity_ttl,
+            auditor=self.auditor,
+            listeners=[self.entities.put_agent],
+        )
         nonces = (
             NonceIssuer(self.sealer.derive("tessera/dpop-nonce/v1"), settings.dpop_nonce_lifetime)
             if settings.dpop_nonce_required
@@ -154,7 +190,19 @@ class Runtime:
                     default_ttl=settings.access_token_ttl,
                     max_ttl=settings.max_access_token_ttl,
                     policy=IssuancePolicy(self.pdp, self.contexts, self.clock),
-                )
+                ),
+                JwtBearerGrant(
+                    self.issuer_service,
+                    self.clock,
+                    self.federation_verifier,
+                    self.federated_identities,
+                    engine=self.engine,
+                    audience_default=self.issuer,
+                    default_ttl=settings.access_token_ttl,
+                    max_ttl=settings.max_access_token_ttl,
+                    leeway=settings.clock_leeway,
+                    policy=IssuancePolicy(self.pdp, self.contexts, self.clock),
+                ),
             ],
             token_endpoint_url=settings.token_endpoint,
             dpop_max_age=settings.dpop_proof_max_age,
@@ -206,6 +254,7 @@ class Runtime:
         self.revocation.load(self.engine, self.clock.now())
         self.entities.set_agents(self.agents.list())
         self.resources.load()
+        self.trusted_issuers.load()
         self.policies.ensure_active()
         settings = self.settings
         if settings.policy_bundle is not None:
@@ -232,6 +281,7 @@ class Runtime:
         self.follower.on(AGENT_CHANGED, self._reload_agent_entity)
         self.follower.on(POLICY_CHANGED, self.policies.on_change)
         self.follower.on(RESOURCE_CHANGED, self.resources.on_change)
+        self.follower.on(ISSUER_CHANGED, self.trusted_issuers.on_change)
         if background:
             self._start_sinks()
             self.audit_writer.start()

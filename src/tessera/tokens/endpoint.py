@@ -26,7 +26,7 @@ from tessera.tokens.client_auth import (
     SingleUse,
 )
 from tessera.tokens.dpop import NonceIssuer, verify_dpop_proof
-from tessera.tokens.grants import GrantHandler, ProofOfPossession
+from tessera.tokens.grants import ClientAuthenticationOptional, GrantHandler, ProofOfPossession
 from tessera.tokens.issuer import IssuedToken
 from tessera.tokens.jose import JwsError, parse_compact
 from tessera.tokens.requests import TokenRequest
@@ -38,7 +38,7 @@ class TokenEndpoint:
         *,
         clock: Clock,
         authenticator: ClientAuthenticator,
-        grants: list[GrantHandler],
+        grants: list[GrantHandler | ClientAuthenticationOptional],
         token_endpoint_url: str,
         dpop_max_age: float,
         leeway: float,
@@ -86,7 +86,7 @@ class TokenEndpoint:
             raise
         return issued
 
-    def _handle(self, request: TokenRequest) -> tuple[IssuedToken, AuthenticatedClient]:
+    def _handle(self, request: TokenRequest) -> tuple[IssuedToken, AuthenticatedClient | None]:
         if request.method != "POST":
             raise InvalidRequest("the token endpoint accepts only POST")
         if not request.grant_type:
@@ -95,6 +95,13 @@ class TokenEndpoint:
         if handler is None:
             raise UnsupportedGrantType(f"unsupported grant_type '{request.grant_type[:60]}'")
         now = self._clock.now()
+        if (
+            isinstance(handler, ClientAuthenticationOptional)
+            and handler.client_authentication_optional
+            and not presents_client_credentials(request)
+        ):
+            pop = self._proof_of_possession(request, now)
+            return handler.handle(request, None, pop), None
         try:
             client = self._authenticator.authenticate(request.params, request.authorization, now)
         except SQLAlchemyError as exc:
@@ -126,6 +133,15 @@ class TokenEndpoint:
         return ProofOfPossession(
             jkt=proof.jkt, single_use=SingleUse(single_use_key("dpop", proof.jkt, proof.jti), expires)
         )
+
+
+def presents_client_credentials(request: TokenRequest) -> bool:
+    """Whether the request carries any client authentication (RFC 6749 §2.3, RFC 7523 §2.2)."""
+    params = request.params
+    basic = request.authorization is not None and request.authorization[:6].lower() == "basic "
+    return basic or any(
+        name in params for name in ("client_assertion", "client_assertion_type", "client_secret")
+    )
 
 
 def claimed_client(params: dict[str, str]) -> str | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from tessera.tokens.client_auth import AuthenticatedClient, SingleUse
 from tessera.tokens.issuer import IssuedToken
@@ -25,4 +25,23 @@ class GrantHandler(Protocol):
 
     def handle(
         self, request: TokenRequest, client: AuthenticatedClient, pop: ProofOfPossession | None
+    ) -> IssuedToken: ...
+
+
+@runtime_checkable
+class ClientAuthenticationOptional(Protocol):
+    """A grant whose client authentication is optional (RFC 7523 §3.1 for ``jwt-bearer``).
+
+    The endpoint authenticates a client that presents credentials, as for every
+    grant; a request without any reaches ``handle`` with ``client=None``. Grants
+    without this marker always require client authentication.
+    """
+
+    grant_type: str
+    client_authentication_optional: bool
+
+    def can_handle(self, request: TokenRequest) -> bool: ...
+
+    def handle(
+        self, request: TokenRequest, client: AuthenticatedClient | None, pop: ProofOfPossession | None
     ) -> IssuedToken: ...

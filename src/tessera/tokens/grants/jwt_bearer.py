@@ -1,0 +1,184 @@
+"""The JWT bearer grant (RFC 7523 §2.1): a workload trades a trusted issuer's JWT for a local token.
+
+``grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer`` with ``assertion=<jwt>``.
+The assertion is verified against the trusted issuer it names
+(``federation/verifier.py``, RFC 7523 §3) and mapped to a local agent: a fixed
+one, one picked by a claim, or an ephemeral federated identity
+(``federation/identities.py``).
+
+- **Client authentication** is optional (§3.1): a workload from another trust
+  domain has no local credential, the assertion is its authentication. A client
+  that does authenticate is checked as at every grant and its assertion ``jti``
+  is consumed.
+- **Replay**: an assertion ``jti`` is single use across replicas (§3 item 7),
+  per the issuer's ``jti_policy``: ``optional`` (default: single use when
+  present, reusable until it expires when absent), ``required`` or ``ignored``
+  (for issuers whose tokens are presented repeatedly by design, like Kubernetes
+  projected service-account tokens). The claim is committed after every other
+  check, just before the token is issued.
+- **Policy**: as for ``client_credentials``, the PDP decides ``issue_token`` for
+  each audience, with the principal's mapped attributes as tags.
+- **The token** names the local agent in ``sub``/``client_id`` and the external
+  identity in ``federation``: ``{"iss", "sub", "issuer_id", "attributes",
+  "region"}``. Its lifetime is capped by the agent's ``max_ttl`` and by the
+  assertion's remaining lifetime, so it never outlives what it was traded for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from tessera.audit.records import Actor, ActorType
+from tessera.audit.service import RequestContext
+from tessera.clock import Clock
+from tessera.errors import (
+    InvalidDPoPProof,
+    InvalidGrant,
+    InvalidRequest,
+    ServiceUnavailable,
+    UnauthorizedClient,
+)
+from tessera.federation.identities import FederatedIdentities, policy_view
+from tessera.federation.issuers import JtiPolicy
+from tessera.federation.verifier import FederatedIdentity, FederatedTokenVerifier
+from tessera.policy.issuance import IssuancePolicy
+from tessera.storage.database import writing
+from tessera.storage.single_use import AlreadyUsed, SqlSingleUseStore, single_use_key
+from tessera.tokens.authorization_details import parse_authorization_details
+from tessera.tokens.client_auth import AuthenticatedClient
+from tessera.tokens.grants import ProofOfPossession
+from tessera.tokens.grants.client_credentials import requested_audience, requested_scopes, requested_ttl
+from tessera.tokens.issuer import IssuedToken, TokenGrant, TokenIssuer
+from tessera.tokens.requests import TokenRequest
+
+GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+FEDERATION_CLAIM = "federation"
+
+
+def federation_claim(identity: FederatedIdentity) -> dict[str, Any]:
+    claim: dict[str, Any] = {
+        "iss": identity.issuer.issuer,
+        "sub": identity.subject,
+        "issuer_id": identity.issuer.id,
+    }
+    if identity.attributes:
+        claim["attributes"] = dict(identity.attributes)
+    if identity.region:
+        claim["region"] = identity.region
+    return claim
+
+
+class JwtBearerGrant:
+    grant_type = GRANT_TYPE
+    client_authentication_optional = True
+
+    def __init__(
+        self,
+        issuer: TokenIssuer,
+        clock: Clock,
+        verifier: FederatedTokenVerifier,
+        identities: FederatedIdentities,
+        *,
+        engine: Engine,
+        audience_default: str,
+        default_ttl: int,
+        max_ttl: int,
+        leeway: float,
+        policy: IssuancePolicy | None = None,
+    ) -> None:
+        self._issuer = issuer
+        self._clock = clock
+        self._verifier = verifier
+        self._identities = identities
+        self._engine = engine
+        self._audience_default = audience_default
+        self._default_ttl = default_ttl
+        self._max_ttl = max_ttl
+        self._leeway = leeway
+        self._policy = policy
+        self._single_use = SqlSingleUseStore()
+
+    def can_handle(self, request: TokenRequest) -> bool:
+        return request.grant_type == GRANT_TYPE
+
+    def handle(
+        self, request: TokenRequest, client: AuthenticatedClient | None, pop: ProofOfPossession | None
+    ) -> IssuedToken:
+        assertion = request.params.get("assertion")
+        if not assertion:
+            raise InvalidRequest("missing assertion")
+        now = self._clock.now()
+        identity = self._verifier.verify_identity(assertion, now=now)
+        jti_policy = identity.issuer.jti_policy
+        if jti_policy is JtiPolicy.REQUIRED and identity.token_id is None:
+            raise InvalidGrant(f"assertions of issuer '{identity.issuer.issuer[:80]}' must carry a 'jti'")
+        context = RequestContext(
+            Actor(ActorType.AGENT, f"{identity.issuer.issuer}#{identity.subject}"[:200]), ip=request.client_ip
+        )
+        try:
+            agent = self._identities.resolve(identity, context)
+        except SQLAlchemyError as exc:
+            raise ServiceUnavailable("agent registry is unavailable") from exc
+        if not agent.is_usable_at(now):
+            reason = "expired" if agent.state.value == "active" else agent.state.value
+            raise UnauthorizedClient(f"agent '{agent.id}' is {reason}; no tokens are issued to it")
+        if agent.require_dpop and pop is None:
+            raise InvalidDPoPProof(f"agent '{agent.id}' requires a dpop proof")
+        remaining = int(identity.expires_at - now)
+        if remaining < 1:
+            raise InvalidGrant("invalid assertion: jwt has expired")
+        ttl = min(
+            requested_ttl(request.params.get("expires_in"), agent, self._default_ttl, self._max_ttl),
+            remaining,
+        )
+        grant = TokenGrant(
+            agent=agent,
+            scopes=requested_scopes(request.params.get("scope"), agent),
+            audience=requested_audience(request.resources, self._audience_default),
+            ttl=max(ttl, 1),
+            cnf_jkt=pop.jkt if pop else None,
+            authorization_details=tuple(
+                parse_authorization_details(request.params.get("authorization_details"))
+            ),
+            client_single_use=client.single_use if client else None,
+            dpop_single_use=pop.single_use if pop else None,
+            extra_claims={FEDERATION_CLAIM: federation_claim(identity)},
+            grant_type=GRANT_TYPE,
+            client_method=client.method if client else "none",
+            client_ip=request.client_ip,
+            subject=f"{identity.issuer.issuer}#{identity.subject}"[:320],
+        )
+        if self._policy is not None:
+            verdict = self._policy.check(
+                policy_view(agent, identity),
+                scopes=grant.scopes,
+                audience=grant.audience,
+                authorization_details=grant.authorization_details,
+                client_ip=request.client_ip,
+            )
+            grant = replace(
+                grant,
+                ttl=verdict.cap_ttl(grant.ttl),
+                policy_version=verdict.policy_version,
+                policies=verdict.policies,
+                decision_ids=verdict.decision_ids,
+            )
+        if identity.token_id is not None and jti_policy is not JtiPolicy.IGNORED:
+            self._claim_jti(identity)
+        return self._issuer.issue(grant)
+
+    def _claim_jti(self, identity: FederatedIdentity) -> None:
+        """RFC 7523 §3 item 7: the assertion's ``jti`` is claimed once, across every replica."""
+        assert identity.token_id is not None  # noqa: S101 - checked by the caller
+        key = single_use_key("jwt_bearer", identity.issuer.issuer, identity.token_id)
+        try:
+            with writing(self._engine) as conn:
+                self._single_use.claim(conn, key, identity.expires_at + self._leeway)
+        except AlreadyUsed as exc:
+            raise InvalidGrant("assertion jti has already been used") from exc
+        except SQLAlchemyError as exc:
+            raise ServiceUnavailable("token store is unavailable") from exc
