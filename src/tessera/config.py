@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     federation_identity_ttl: int = Field(
         default=3600, ge=60, le=30 * 86400, description="ephemeral identities expire this long after last use"
     )
+    max_delegation_depth: int = Field(
+        default=3, ge=1, le=10, description="actors a token exchange chain may hold (RFC 8693 act)"
+    )
 
     @field_validator("issuer")
     @classmethod

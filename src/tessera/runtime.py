@@ -45,11 +45,13 @@ from tessera.tokens.dpop import NonceIssuer
 from tessera.tokens.endpoint import TokenEndpoint
 from tessera.tokens.grants.client_credentials import ClientCredentialsGrant
 from tessera.tokens.grants.jwt_bearer import JwtBearerGrant
+from tessera.tokens.grants.token_exchange import ExchangeLimits, LocalSubjectTokens, TokenExchangeGrant
 from tessera.tokens.introspection import Introspector, Revoker, TokenValidator
 from tessera.tokens.issuer import TokenIssuer
 from tessera.tokens.revocation import AGENT_CHANGED, TOKENS_REVOKED, RevocationState
 from tessera.tokens.sealing import Sealer, load_or_create_master_key
 from tessera.tokens.signing_keys import KEYS_CHANGED, KeyRing, SigningKeyManager
+from tessera.tokens.subject_tokens import SubjectTokenVerifier
 
 log = logging.getLogger(__name__)
 CHANGE_RETENTION_SECONDS = 7 * 86400
@@ -179,6 +181,21 @@ class Runtime:
             if settings.dpop_nonce_required
             else None
         )
+        self.validator = TokenValidator(
+            issuer=self.issuer,
+            clock=self.clock,
+            keyring=self.keyring,
+            revocation=self.revocation,
+            leeway=settings.clock_leeway,
+            max_bytes=settings.max_token_bytes,
+            max_lifetime=settings.max_access_token_ttl,
+        )
+        #: Who may issue an RFC 8693 subject token: this server, then trusted issuers (federation).
+        self.subject_verifiers: list[SubjectTokenVerifier] = [
+            LocalSubjectTokens(self.issuer, self.validator.verify),
+            self.federation_verifier,
+        ]
+        issuance_policy = IssuancePolicy(self.pdp, self.contexts, self.clock)
         self.token_endpoint = TokenEndpoint(
             clock=self.clock,
             authenticator=self.authenticator,
@@ -189,7 +206,21 @@ class Runtime:
                     audience_default=self.issuer,
                     default_ttl=settings.access_token_ttl,
                     max_ttl=settings.max_access_token_ttl,
-                    policy=IssuancePolicy(self.pdp, self.contexts, self.clock),
+                    policy=issuance_policy,
+                ),
+                TokenExchangeGrant(
+                    self.issuer_service,
+                    self.clock,
+                    self.subject_verifiers,
+                    ExchangeLimits(
+                        audience_default=self.issuer,
+                        default_ttl=settings.access_token_ttl,
+                        max_ttl=settings.max_access_token_ttl,
+                        max_depth=settings.max_delegation_depth,
+                    ),
+                    server_issuer=self.issuer,
+                    policy=issuance_policy,
+                    is_revoked=self.revocation.is_jti_revoked,
                 ),
                 JwtBearerGrant(
                     self.issuer_service,
@@ -201,7 +232,7 @@ class Runtime:
                     default_ttl=settings.access_token_ttl,
                     max_ttl=settings.max_access_token_ttl,
                     leeway=settings.clock_leeway,
-                    policy=IssuancePolicy(self.pdp, self.contexts, self.clock),
+                    policy=issuance_policy,
                 ),
             ],
             token_endpoint_url=settings.token_endpoint,
@@ -210,17 +241,9 @@ class Runtime:
             nonces=nonces,
             auditor=self.auditor,
         )
-        self.validator = TokenValidator(
-            issuer=self.issuer,
-            clock=self.clock,
-            keyring=self.keyring,
-            revocation=self.revocation,
-            leeway=settings.clock_leeway,
-            max_bytes=settings.max_token_bytes,
-            max_lifetime=settings.max_access_token_ttl,
-        )
         self.introspector = Introspector(self.validator, self.auditor)
         self.revoker = Revoker(self.engine, self.clock, self.validator, self.revocation, self.auditor)
+        self.revoker.subject_verifiers = self.subject_verifiers
         self.follower: ChangeFollower | None = None
         self._http_sink: HttpSink | None = None
         self._forwarder: AuditForwarder | None = None

@@ -23,6 +23,7 @@ from tessera.errors import (
     InvalidAuthorizationDetails,
     InvalidClient,
     InvalidDPoPProof,
+    InvalidGrant,
     InvalidRequest,
     ServiceUnavailable,
     UnauthorizedClient,
@@ -33,7 +34,7 @@ from tessera.storage.audit import AuditHeadMissing
 from tessera.storage.database import writing
 from tessera.storage.group_commit import GroupCommit
 from tessera.storage.single_use import AlreadyUsed, SqlSingleUseStore
-from tessera.storage.tables import agents, issued_tokens
+from tessera.storage.tables import agents, issued_tokens, revoked_external_tokens
 from tessera.tokens.access_tokens import mint_access_token
 from tessera.tokens.authorization_details import task_id_of
 from tessera.tokens.client_auth import SingleUse
@@ -66,8 +67,20 @@ def issued_event(auditor: Auditor, grant: TokenGrant, issued: IssuedToken) -> Au
             "expires_in": issued.expires_in,
             "token_type": issued.token_type,
             "client_auth": grant.client_method,
+            **delegation_data(grant),
         },
     )
+
+
+def delegation_data(grant: TokenGrant) -> dict[str, Any]:
+    """For exchanged tokens (RFC 8693): the chain's subject, its ``act`` and depth, the parent."""
+    act = grant.extra_claims.get("act")
+    if act is None:
+        return {}
+    depth, inner = 0, act
+    while isinstance(inner, dict):
+        depth, inner = depth + 1, inner.get("act")
+    return {"sub": grant.subject, "act": act, "delegation_depth": depth, "parent_jti": grant.parent_jti}
 
 
 _INSERT_ISSUED = insert(issued_tokens)  # built once; rows are passed as parameters
@@ -78,6 +91,33 @@ _AGENT_STATE = (
     .where(agents.c.id == bindparam("agent_id"))
     .with_for_update(read=True)
 )
+
+_PARENT_STATE = (
+    select(issued_tokens.c.revoked_at)
+    .where(issued_tokens.c.jti == bindparam("jti"))
+    .with_for_update(read=True)
+)
+
+_EXTERNAL_REVOKED = select(revoked_external_tokens.c.token_id).where(
+    revoked_external_tokens.c.token_id == bindparam("token_id")
+)
+
+
+def check_parent_live(conn: Connection, grant: TokenGrant) -> None:
+    """An exchanged token is recorded only while the token it came from is unrevoked.
+
+    A revocation of a local parent either waits for this row (and then cascades to
+    it) or committed first and is seen here: no child outlives its parent.
+    """
+    if grant.parent_jti is None:
+        return
+    if grant.parent_local:
+        parent = conn.execute(_PARENT_STATE, {"jti": grant.parent_jti}).first()
+        gone = parent is None or parent.revoked_at is not None
+    else:
+        gone = conn.execute(_EXTERNAL_REVOKED, {"token_id": grant.parent_jti}).first() is not None
+    if gone:
+        raise InvalidGrant("subject token has been revoked")
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +144,10 @@ class TokenGrant:
     #: the token this one was exchanged from.
     subject: str | None = None
     parent_jti: str | None = None
+    #: Whether ``parent_jti`` is a token of this server (checked not revoked when recording).
+    parent_local: bool = False
+    #: RFC 8693 §2.2.1 ``issued_token_type``, answered by token exchanges.
+    issued_token_type: str | None = None
 
     @property
     def task_id(self) -> str | None:
@@ -122,6 +166,7 @@ class IssuedToken:
     policy_version: str | None = None
     policies: tuple[str, ...] = ()
     decision_ids: tuple[str, ...] = ()
+    issued_token_type: str | None = None
 
     @property
     def task_id(self) -> str | None:
@@ -137,6 +182,8 @@ class IssuedToken:
         }
         if self.authorization_details:
             body["authorization_details"] = list(self.authorization_details)
+        if self.issued_token_type:
+            body["issued_token_type"] = self.issued_token_type
         return body
 
 
@@ -231,6 +278,7 @@ class TokenIssuer:
             if state is None or not AgentStatus(LifecycleState(state.state), state.expires_at).usable_at(now):
                 current = "gone" if state is None else state.state
                 raise UnauthorizedClient(f"agent '{grant.agent.id}' is {current}; no tokens are issued to it")
+            check_parent_live(conn, grant)
             if grant.client_single_use is not None:
                 try:
                     self._single_use.claim(
@@ -263,6 +311,7 @@ class TokenIssuer:
             policy_version=grant.policy_version,
             policies=grant.policies,
             decision_ids=grant.decision_ids,
+            issued_token_type=grant.issued_token_type,
         )
         try:
             # Concurrent requests share one commit (one fsync); each still gets its own outcome.
