@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import pytest
 
+from tessera.clock import ManualClock
 from tessera.errors import Conflict, NotFound, ValidationFailed
 from tessera.runtime import Runtime
 from tests.federation_issuer import LocalIssuer
 from tests.unit.federation.conftest import trust
 
 
-def test_add_list_show_remove(runtime: Runtime, local_issuer: LocalIssuer) -> None:
+def test_add_list_show_remove(runtime: Runtime, local_issuer: LocalIssuer, clock: ManualClock) -> None:
     added = trust(runtime, local_issuer)
     assert added.id.startswith("iss_")
     assert runtime.trusted_issuers.find(local_issuer.issuer) == added
     assert runtime.trusted_issuers.get(added.id) == added
     assert [i.id for i in runtime.trusted_issuers.list()] == [added.id]
+    clock.advance(1)
     static = runtime.trusted_issuers.add(
         {
             "issuer": "spiffe://example.org",
