@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     max_delegation_depth: int = Field(
         default=3, ge=1, le=10, description="actors a token exchange chain may hold (RFC 8693 act)"
     )
+    require_registered_tasks: bool = Field(
+        default=False, description="refuse agent_task authorization details naming no registered task"
+    )
 
     @field_validator("issuer")
     @classmethod

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, delete
 
+from tessera.access.task_service import TASK_CHANGED, TaskService
 from tessera.audit.forwarder import AuditForwarder
 from tessera.audit.records import SecretHasher
 from tessera.audit.service import Auditor, RequestContext
@@ -115,6 +116,15 @@ class Runtime:
             self.auditor,
             fail_open=settings.audit_decisions_fail_open,
         )
+        self.tasks = TaskService(
+            self.engine,
+            self.clock,
+            self.ids,
+            self.revocation,
+            self.auditor,
+            require_registered=settings.require_registered_tasks,
+        )
+        self.decisions.tasks = self.tasks
         self.admin = AdminCredentials(self.engine, self.clock)
         self.agent_repository = SqlAgentRepository()
         self.agents = AgentService(
@@ -207,6 +217,7 @@ class Runtime:
                     default_ttl=settings.access_token_ttl,
                     max_ttl=settings.max_access_token_ttl,
                     policy=issuance_policy,
+                    tasks=self.tasks,
                 ),
                 TokenExchangeGrant(
                     self.issuer_service,
@@ -221,6 +232,7 @@ class Runtime:
                     server_issuer=self.issuer,
                     policy=issuance_policy,
                     is_revoked=self.revocation.is_jti_revoked,
+                    tasks=self.tasks,
                 ),
                 JwtBearerGrant(
                     self.issuer_service,
@@ -277,6 +289,7 @@ class Runtime:
         self.revocation.load(self.engine, self.clock.now())
         self.entities.set_agents(self.agents.list())
         self.resources.load()
+        self.tasks.load()
         self.trusted_issuers.load()
         self.policies.ensure_active()
         settings = self.settings
@@ -304,6 +317,7 @@ class Runtime:
         self.follower.on(AGENT_CHANGED, self._reload_agent_entity)
         self.follower.on(POLICY_CHANGED, self.policies.on_change)
         self.follower.on(RESOURCE_CHANGED, self.resources.on_change)
+        self.follower.on(TASK_CHANGED, self.tasks.on_change)
         self.follower.on(ISSUER_CHANGED, self.trusted_issuers.on_change)
         if background:
             self._start_sinks()
@@ -338,12 +352,13 @@ class Runtime:
             self._forwarder.start()
 
     def maintain(self) -> None:
-        """Scheduled work: key rotation, and pruning expired single-use values and old changes."""
+        """Scheduled work: key rotation, expiring tasks past their deadline, pruning old rows."""
         now = self.clock.now()
         if self.keys.rotate_if_due():
             self.reload_keys()
         self.audit_writer.checkpoint_if_due()
         self.revocation.prune(now, self.settings.clock_leeway)
+        self.tasks.expire_due()
         with writing(self.engine) as conn:
             SqlSingleUseStore().prune(conn, now)
             conn.execute(delete(changes).where(changes.c.created_at < now - CHANGE_RETENTION_SECONDS))

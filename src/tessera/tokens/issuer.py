@@ -34,7 +34,7 @@ from tessera.storage.audit import AuditHeadMissing
 from tessera.storage.database import writing
 from tessera.storage.group_commit import GroupCommit
 from tessera.storage.single_use import AlreadyUsed, SqlSingleUseStore
-from tessera.storage.tables import agents, issued_tokens, revoked_external_tokens
+from tessera.storage.tables import agents, issued_tokens, revoked_external_tokens, tasks
 from tessera.tokens.access_tokens import mint_access_token
 from tessera.tokens.authorization_details import task_id_of
 from tessera.tokens.client_auth import SingleUse
@@ -98,6 +98,11 @@ _PARENT_STATE = (
     .with_for_update(read=True)
 )
 
+_TASK_STATE = (
+    select(tasks.c.state, tasks.c.deadline, tasks.c.budget, tasks.c.used)
+    .where(tasks.c.id == bindparam("task_id"))
+    .with_for_update(read=True)
+)
 _EXTERNAL_REVOKED = select(revoked_external_tokens.c.token_id).where(
     revoked_external_tokens.c.token_id == bindparam("token_id")
 )
@@ -118,6 +123,17 @@ def check_parent_live(conn: Connection, grant: TokenGrant) -> None:
         gone = conn.execute(_EXTERNAL_REVOKED, {"token_id": grant.parent_jti}).first() is not None
     if gone:
         raise InvalidGrant("subject token has been revoked")
+
+
+def check_task_open(conn: Connection, grant: TokenGrant, now: float) -> None:
+    """A token for a registered task is recorded only while the task is open (closing locks it)."""
+    if not grant.task_registered or grant.task_id is None:
+        return
+    task = conn.execute(_TASK_STATE, {"task_id": grant.task_id}).first()
+    if task is None or task.state != "open" or task.deadline <= now:
+        raise InvalidAuthorizationDetails(f"task '{grant.task_id[:128]}' is no longer open")
+    if task.budget is not None and task.used >= task.budget:
+        raise InvalidAuthorizationDetails(f"task '{grant.task_id[:128]}' has used its budget")
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +164,8 @@ class TokenGrant:
     parent_local: bool = False
     #: RFC 8693 §2.2.1 ``issued_token_type``, answered by token exchanges.
     issued_token_type: str | None = None
+    #: The ``agent_task`` names a registered task (``tessera.access``): re-checked when recording.
+    task_registered: bool = False
 
     @property
     def task_id(self) -> str | None:
@@ -279,6 +297,7 @@ class TokenIssuer:
                 current = "gone" if state is None else state.state
                 raise UnauthorizedClient(f"agent '{grant.agent.id}' is {current}; no tokens are issued to it")
             check_parent_live(conn, grant)
+            check_task_open(conn, grant, now)
             if grant.client_single_use is not None:
                 try:
                     self._single_use.claim(

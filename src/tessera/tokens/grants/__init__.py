@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from tessera.policy.context import TaskFacts
 from tessera.tokens.client_auth import AuthenticatedClient, SingleUse
-from tessera.tokens.issuer import IssuedToken
+from tessera.tokens.issuer import IssuedToken, TokenGrant
 from tessera.tokens.requests import TokenRequest
 
 
@@ -45,3 +46,9 @@ class ClientAuthenticationOptional(Protocol):
     def handle(
         self, request: TokenRequest, client: AuthenticatedClient | None, pop: ProofOfPossession | None
     ) -> IssuedToken: ...
+
+
+class TaskBinder(Protocol):
+    """Applies a registered task's limits to a grant (``tessera.access.task_service``)."""
+
+    def bind(self, grant: TokenGrant, *, delegated: bool = False) -> tuple[TokenGrant, TaskFacts | None]: ...

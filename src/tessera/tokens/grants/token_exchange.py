@@ -42,7 +42,7 @@ from tessera.policy.issuance import IssuancePolicy
 from tessera.tokens.access_tokens import AccessToken
 from tessera.tokens.authorization_details import AGENT_TASK, parse_authorization_details
 from tessera.tokens.client_auth import AuthenticatedClient
-from tessera.tokens.grants import ProofOfPossession
+from tessera.tokens.grants import ProofOfPossession, TaskBinder
 from tessera.tokens.grants.client_credentials import requested_audience
 from tessera.tokens.issuer import IssuedToken, TokenGrant, TokenIssuer
 from tessera.tokens.jose import JwsError, parse_compact
@@ -249,6 +249,13 @@ def narrow_details(raw: str | None, subject: VerifiedSubjectToken) -> tuple[dict
     return (wanted,)
 
 
+def carries_task(subject: VerifiedSubjectToken, grant: TokenGrant) -> bool:
+    """Whether the subject token was already bound to the grant's task (so it is delegated)."""
+    held = subject.claims.get("authorization_details") or []
+    ids = {d.get("task_id") for d in held if isinstance(d, dict) and d.get("type") == AGENT_TASK}
+    return grant.task_id is not None and grant.task_id in ids
+
+
 def check_may_act(subject: VerifiedSubjectToken, actor: Agent, issuer: str) -> None:
     """RFC 8693 §4.4: when the subject token names who may act for it, the actor must match."""
     may_act = subject.claims.get("may_act")
@@ -280,6 +287,7 @@ class TokenExchangeGrant:
         server_issuer: str,
         policy: IssuancePolicy | None = None,
         is_revoked: Any = None,
+        tasks: TaskBinder | None = None,
     ) -> None:
         self._issuer = issuer
         self._clock = clock
@@ -289,6 +297,7 @@ class TokenExchangeGrant:
         self._server_issuer = server_issuer
         self._policy = policy
         self._is_revoked = is_revoked
+        self._tasks = tasks
 
     def can_handle(self, request: TokenRequest) -> bool:
         return request.grant_type == GRANT_TYPE
@@ -369,6 +378,9 @@ class TokenExchangeGrant:
             parent_local=subject.local,
             issued_token_type=ISSUED_TOKEN_TYPE,
         )
+        task = None
+        if self._tasks is not None:
+            grant, task = self._tasks.bind(grant, delegated=carries_task(subject, grant))
         if self._policy is not None:
             verdict = self._policy.check(
                 agent,
@@ -377,6 +389,7 @@ class TokenExchangeGrant:
                 authorization_details=grant.authorization_details,
                 client_ip=request.client_ip,
                 delegation=delegation,
+                task_facts=task,
             )
             grant = replace(
                 grant,
