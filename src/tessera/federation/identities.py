@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -30,7 +31,7 @@ from tessera.clock import Clock
 from tessera.errors import Conflict, InvalidGrant, ValidationFailed
 from tessera.events.change_feed import publish
 from tessera.federation.claims import scalar_text
-from tessera.federation.issuers import SubjectKind
+from tessera.federation.issuers import SubjectKind, SubjectMapping
 from tessera.federation.verifier import FederatedIdentity
 from tessera.identity.agents import Agent, LifecycleState, validate_attributes, validate_name
 from tessera.identity.repository import AgentRepository
@@ -83,11 +84,15 @@ class FederatedIdentities:
         self._auditor = auditor
         self._listeners = list(listeners or [])
 
-    def resolve(self, identity: FederatedIdentity, context: RequestContext) -> Agent:
-        """The local agent for ``identity``; ``InvalidGrant`` if the mapping names none."""
+    def resolve(self, identity: FederatedIdentity) -> Agent:
+        """The local agent for ``identity``, read but not written; ``InvalidGrant`` if there is none.
+
+        For an ephemeral identity this is the record as :meth:`record` would write it,
+        so policy decides on it before anything is stored.
+        """
         mapping = identity.issuer.subject
         if mapping.kind is SubjectKind.EPHEMERAL:
-            return self._ephemeral(identity, context)
+            return self._ephemeral(identity, self._lookup(self.ephemeral_id(identity)), self._clock.now())
         if mapping.kind is SubjectKind.AGENT:
             agent_id = mapping.agent_id or ""
         else:
@@ -107,74 +112,52 @@ class FederatedIdentities:
             )
         return agent
 
-    def _ephemeral(self, identity: FederatedIdentity, context: RequestContext) -> Agent:
+    @staticmethod
+    def ephemeral_id(identity: FederatedIdentity) -> str:
+        return ephemeral_agent_id(identity.issuer.issuer, identity.subject)
+
+    def _ephemeral(self, identity: FederatedIdentity, current: Agent | None, now: float) -> Agent:
+        """The ephemeral record for ``identity``: ``current`` renewed, or a new one."""
         mapping = identity.issuer.subject
-        now = self._clock.now()
-        agent_id = ephemeral_agent_id(identity.issuer.issuer, identity.subject)
-        expires_at = now + max(self._identity_ttl, mapping.max_ttl * 2)
+        agent_id = self.ephemeral_id(identity)
+        if current is not None and current.state is not LifecycleState.ACTIVE:
+            raise InvalidGrant(
+                f"federated identity '{agent_id}' is {current.state.value}; no tokens are issued to it"
+            )
         try:
             attributes = validate_attributes(identity_attributes(identity))
             name = validate_name("".join(c for c in identity.subject if ord(c) >= 32)[:200] or agent_id)
         except ValidationFailed as exc:
             raise InvalidGrant(f"the external identity cannot be mapped: {exc.description}") from exc
-        fields: dict[str, object] = {
-            "attributes": attributes,
-            "scopes": mapping.scopes,
-            "segment": mapping.segment,
-            "max_ttl": mapping.max_ttl,
-            "require_dpop": mapping.require_dpop,
-            "expires_at": expires_at,
-        }
+        expires_at = now + max(self._identity_ttl, mapping.max_ttl * 2)
+        if current is not None:
+            return replace(current, updated_at=now, **_renewed_fields(attributes, mapping, expires_at))
+        return Agent(
+            id=agent_id,
+            name=name,
+            owner=mapping.owner or "",
+            description=f"federated identity from {identity.issuer.issuer}"[:2000],
+            attributes=attributes,
+            segment=mapping.segment,
+            labels=(FEDERATED_LABEL,),
+            scopes=mapping.scopes,
+            resource_uris=(),
+            max_ttl=mapping.max_ttl,
+            require_dpop=mapping.require_dpop,
+            state=LifecycleState.ACTIVE,
+            created_at=now,
+            updated_at=now,
+            expires_at=expires_at,
+        )
+
+    def record(self, identity: FederatedIdentity, context: RequestContext) -> Agent | None:
+        """Create or renew an ephemeral identity's record (audited, on the change feed); else nothing."""
+        if identity.issuer.subject.kind is not SubjectKind.EPHEMERAL:
+            return None
+        agent_id = self.ephemeral_id(identity)
         for _attempt in range(2):  # a concurrent first use on another replica wins the insert once
             try:
-                with writing(self._engine) as conn:
-                    current = self._repo.get(conn, agent_id)
-                    if current is None:
-                        agent = Agent(
-                            id=agent_id,
-                            name=name,
-                            owner=mapping.owner or "",
-                            description=f"federated identity from {identity.issuer.issuer}"[:2000],
-                            attributes=attributes,
-                            segment=mapping.segment,
-                            labels=(FEDERATED_LABEL,),
-                            scopes=mapping.scopes,
-                            resource_uris=(),
-                            max_ttl=mapping.max_ttl,
-                            require_dpop=mapping.require_dpop,
-                            state=LifecycleState.ACTIVE,
-                            created_at=now,
-                            updated_at=now,
-                            expires_at=expires_at,
-                        )
-                        self._repo.add(conn, agent)
-                        kind = "federation.identity_created"
-                    else:
-                        if current.state is not LifecycleState.ACTIVE:
-                            raise InvalidGrant(
-                                f"federated identity '{agent_id}' is {current.state.value}; "
-                                "no tokens are issued to it"
-                            )
-                        self._repo.update(conn, agent_id, fields, now)
-                        agent = replace(current, updated_at=now, **fields)  # type: ignore[arg-type]
-                        kind = "federation.identity_renewed"
-                    publish(conn, AGENT_CHANGED, agent_id, agent_change_payload(agent), now)
-                    if self._auditor is not None:
-                        self._auditor.record_in(
-                            conn,
-                            event(
-                                kind,
-                                context,
-                                subject=agent_id,
-                                data={
-                                    "issuer": identity.issuer.issuer,
-                                    "issuer_id": identity.issuer.id,
-                                    "external_subject": identity.subject,
-                                    "attributes": sorted(attributes),
-                                    "expires_at": expires_at,
-                                },
-                            ),
-                        )
+                agent = self._write(identity, agent_id, context)
             except Conflict:
                 continue
             self._revocation.set_agent(agent.id, agent.state, agent.expires_at)
@@ -182,3 +165,48 @@ class FederatedIdentities:
                 listener(agent)
             return agent
         raise InvalidGrant(f"federated identity '{agent_id}' could not be recorded; retry")
+
+    def _write(self, identity: FederatedIdentity, agent_id: str, context: RequestContext) -> Agent:
+        now = self._clock.now()
+        with writing(self._engine) as conn:
+            current = self._repo.get(conn, agent_id)
+            agent = self._ephemeral(identity, current, now)
+            if current is None:
+                self._repo.add(conn, agent)
+                kind = "federation.identity_created"
+            else:
+                fields = _renewed_fields(agent.attributes, identity.issuer.subject, agent.expires_at)
+                self._repo.update(conn, agent_id, fields, now)
+                kind = "federation.identity_renewed"
+            publish(conn, AGENT_CHANGED, agent_id, agent_change_payload(agent), now)
+            if self._auditor is not None:
+                self._auditor.record_in(
+                    conn,
+                    event(
+                        kind,
+                        context,
+                        subject=agent_id,
+                        data={
+                            "issuer": identity.issuer.issuer,
+                            "issuer_id": identity.issuer.id,
+                            "external_subject": identity.subject,
+                            "attributes": sorted(agent.attributes),
+                            "expires_at": agent.expires_at,
+                        },
+                    ),
+                )
+        return agent
+
+
+def _renewed_fields(
+    attributes: dict[str, str], mapping: SubjectMapping, expires_at: float | None
+) -> dict[str, Any]:
+    """What a renewal rewrites: attributes and expiry, and the mapping's current settings."""
+    return {
+        "attributes": attributes,
+        "scopes": mapping.scopes,
+        "segment": mapping.segment,
+        "max_ttl": mapping.max_ttl,
+        "require_dpop": mapping.require_dpop,
+        "expires_at": expires_at,
+    }

@@ -149,6 +149,8 @@ def test_policy_decides_with_the_mapped_attributes(runtime: Runtime, local_issue
     error = refused(runtime, other)
     assert isinstance(error, InvalidScope)
     assert "does not allow scope 'reports:read'" in error.description
+    # Refused by policy: the external identity got no record.
+    assert runtime.agents.find(ephemeral_agent_id(local_issuer.issuer, "billing-bot")) is None
 
 
 def test_key_rotation_is_followed(runtime: Runtime, local_issuer: LocalIssuer) -> None:
