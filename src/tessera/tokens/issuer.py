@@ -68,8 +68,17 @@ def issued_event(auditor: Auditor, grant: TokenGrant, issued: IssuedToken) -> Au
             "token_type": issued.token_type,
             "client_auth": grant.client_method,
             **delegation_data(grant),
+            **federation_data(grant),
         },
     )
+
+
+def federation_data(grant: TokenGrant) -> dict[str, Any]:
+    """For jwt-bearer tokens (RFC 7523): the external identity the token was traded for."""
+    federation = grant.extra_claims.get("federation")
+    if not isinstance(federation, dict):
+        return {}
+    return {"federation": {k: federation.get(k) for k in ("iss", "sub", "issuer_id")}}
 
 
 def delegation_data(grant: TokenGrant) -> dict[str, Any]:

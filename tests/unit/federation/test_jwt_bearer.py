@@ -368,3 +368,12 @@ def test_admin_changes_are_audited(runtime: Runtime, local_issuer: LocalIssuer) 
     assert types.index("federation.identity_created") < types.index(
         "token.issued", types.index("issuer.added")
     )
+    with reading(runtime.engine) as conn:
+        body = conn.execute(
+            select(audit_records.c.body).where(audit_records.c.type == "token.issued")
+        ).scalar_one()
+    assert json.loads(body)["data"]["federation"] == {
+        "iss": local_issuer.issuer,
+        "sub": "system:serviceaccount:payments:reporter",
+        "issuer_id": registered.id,
+    }
