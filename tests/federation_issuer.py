@@ -8,6 +8,7 @@ host, answer too large a body, stall, fail, or answer something that is not JSON
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 import threading
@@ -15,11 +16,19 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from joserfc import jwt
 from joserfc.jwk import ECKey, OKPKey, RSAKey
+from joserfc.jws import JWSRegistry
 
 SigningKey = ECKey | RSAKey | OKPKey
-_KEY_TYPES = {"ES256": ("EC", "P-256"), "RS256": ("RSA", 2048), "EdDSA": ("OKP", "Ed25519")}
+_SIGNERS = JWSRegistry(algorithms=["ES256", "RS256", "Ed25519"], strict_check_header=False)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64_json(value: Any) -> str:
+    return _b64(json.dumps(value, separators=(",", ":")).encode())
 
 
 def new_key(alg: str) -> SigningKey:
@@ -93,7 +102,10 @@ class LocalIssuer:
         head = {"alg": self.alg, "kid": self.kid, "typ": "JWT", **(header or {})}
         head = {k: v for k, v in head.items() if v is not None}
         signer = key or self.keys[self.kid]
-        return jwt.encode(head, body, signer, algorithms=[head["alg"]])
+        # Signed by hand (joserfc's algorithms do the cryptography), so a header may say anything.
+        signing_input = f"{_b64_json(head)}.{_b64_json(body)}"
+        algorithm = _SIGNERS.get_alg("Ed25519" if head["alg"] == "EdDSA" else head["alg"])
+        return f"{signing_input}.{_b64(algorithm.sign(signing_input.encode('ascii'), signer))}"
 
     # --- the HTTP side ---------------------------------------------------------------------
 

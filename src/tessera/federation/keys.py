@@ -61,20 +61,22 @@ class VerificationKey:
     key: ExternalKey
 
 
-def rsa_bits(key: RSAKey) -> int:
-    """The modulus length of an RSA JWK (RFC 7518 §6.3.1 ``n``)."""
-    n = key.get("n")
-    return len(b64url_decode(n)) * 8 if isinstance(n, str) else 0
+def rsa_bits(jwk: dict[str, Any]) -> int:
+    """The modulus length of an RSA JWK (RFC 7518 §6.3.1 ``n``), read before importing it."""
+    n = jwk.get("n")
+    try:
+        return int.from_bytes(b64url_decode(n), "big").bit_length() if isinstance(n, str) else 0
+    except ValueError:
+        return 0
 
 
 def _import(jwk: dict[str, Any]) -> ExternalKey:
     kty = jwk.get("kty")
     members = {k: v for k, v in jwk.items() if k not in ("alg", "use", "key_ops")}
     if kty == "RSA":
-        rsa = RSAKey.import_key(members)
-        if rsa_bits(rsa) < MIN_RSA_BITS:
+        if rsa_bits(jwk) < MIN_RSA_BITS:
             raise JwksError(f"rsa key is shorter than {MIN_RSA_BITS} bits")
-        return rsa
+        return RSAKey.import_key(members)
     if kty == "EC":
         return ECKey.import_key(members)
     return OKPKey.import_key(members)
