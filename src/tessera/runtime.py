@@ -245,6 +245,7 @@ class Runtime:
                     max_ttl=settings.max_access_token_ttl,
                     leeway=settings.clock_leeway,
                     policy=issuance_policy,
+                    tasks=self.tasks,
                 ),
             ],
             token_endpoint_url=settings.token_endpoint,

@@ -12,6 +12,7 @@ import pytest
 from joserfc.jwk import ECKey, RSAKey
 from sqlalchemy import select
 
+from tessera.access.tasks import NewTask
 from tessera.audit.service import RequestContext
 from tessera.errors import (
     InvalidClient,
@@ -377,3 +378,44 @@ def test_admin_changes_are_audited(runtime: Runtime, local_issuer: LocalIssuer) 
         "sub": "system:serviceaccount:payments:reporter",
         "issuer_id": registered.id,
     }
+
+
+def test_a_registered_task_binds_a_federated_token(runtime: Runtime, local_issuer: LocalIssuer) -> None:
+    trust(runtime, local_issuer)
+    now = runtime.clock.now()
+    exchange(runtime, local_issuer.token(now=now))
+    agent_id = ephemeral_agent_id(local_issuer.issuer, "system:serviceaccount:payments:reporter")
+    task = runtime.tasks.open(
+        NewTask(
+            agent_id=agent_id, purpose="nightly report", expires_in=600, resources=["https://reports.example"]
+        )
+    )
+    detail = json.dumps(
+        [
+            {
+                "type": "agent_task",
+                "task_id": task.id,
+                "purpose": "report",
+                "resources": ["https://reports.example"],
+            }
+        ]
+    )
+    issued = exchange(runtime, local_issuer.token(now=now), ("authorization_details", detail))
+    details = unverified_claims(issued.access_token)["authorization_details"]
+    assert details[0]["task_id"] == task.id
+    assert details[0]["purpose"] == "nightly report"
+    wider = json.dumps(
+        [
+            {
+                "type": "agent_task",
+                "task_id": task.id,
+                "purpose": "report",
+                "resources": ["https://payroll.example"],
+            }
+        ]
+    )
+    error = refused(runtime, local_issuer.token(now=now), ("authorization_details", wider))
+    assert error.error == "invalid_authorization_details"
+    other = local_issuer.token(now=now, subject="someone-else")
+    error = refused(runtime, other, ("authorization_details", detail))
+    assert error.description == f"task '{task.id}' belongs to another agent"

@@ -50,7 +50,7 @@ from tessera.storage.database import writing
 from tessera.storage.single_use import AlreadyUsed, SqlSingleUseStore, single_use_key
 from tessera.tokens.authorization_details import parse_authorization_details
 from tessera.tokens.client_auth import AuthenticatedClient
-from tessera.tokens.grants import ProofOfPossession
+from tessera.tokens.grants import ProofOfPossession, TaskBinder
 from tessera.tokens.grants.client_credentials import requested_audience, requested_scopes, requested_ttl
 from tessera.tokens.issuer import IssuedToken, TokenGrant, TokenIssuer
 from tessera.tokens.requests import TokenRequest
@@ -89,6 +89,7 @@ class JwtBearerGrant:
         max_ttl: int,
         leeway: float,
         policy: IssuancePolicy | None = None,
+        tasks: TaskBinder | None = None,
     ) -> None:
         self._issuer = issuer
         self._clock = clock
@@ -100,6 +101,7 @@ class JwtBearerGrant:
         self._max_ttl = max_ttl
         self._leeway = leeway
         self._policy = policy
+        self._tasks = tasks
         self._single_use = SqlSingleUseStore()
 
     def can_handle(self, request: TokenRequest) -> bool:
@@ -152,6 +154,9 @@ class JwtBearerGrant:
             client_ip=request.client_ip,
             subject=f"{identity.issuer.issuer}#{identity.subject}"[:320],
         )
+        task = None
+        if self._tasks is not None:  # a registered task's limits, as for client_credentials
+            grant, task = self._tasks.bind(grant)
         if self._policy is not None:
             verdict = self._policy.check(
                 policy_view(agent, identity),
@@ -159,6 +164,7 @@ class JwtBearerGrant:
                 audience=grant.audience,
                 authorization_details=grant.authorization_details,
                 client_ip=request.client_ip,
+                task_facts=task,
             )
             grant = replace(
                 grant,
