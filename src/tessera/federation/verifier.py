@@ -56,17 +56,6 @@ class FederatedIdentity:
         return self.issuer.region
 
 
-def unverified_issuer(token: str) -> str | None:
-    """The ``iss`` a token claims, before anything is verified (to pick a verifier)."""
-    try:
-        iss = parse_compact(
-            token, max_bytes=MAX_EXTERNAL_JWT_BYTES, algorithms=FEDERATION_ALGORITHMS
-        ).claims.get("iss")
-    except JwsError:
-        return None
-    return iss if isinstance(iss, str) else None
-
-
 def _scopes(claims: dict[str, Any]) -> tuple[str, ...]:
     """RFC 8693 §4.2 ``scope`` (space-separated), or the ``scp`` array some issuers use."""
     scope = claims.get("scope")
