@@ -119,10 +119,15 @@ def exchange(
     expires_in: Annotated[
         int | None, typer.Option("--expires-in", metavar="SECONDS", help="Ask for a shorter life.")
     ] = None,
+    task: Annotated[str | None, typer.Option("--task", metavar="TASK_ID", help="Bind to a task.")] = None,
+    purpose: Annotated[
+        str | None, typer.Option("--purpose", metavar="TEXT", help="The task's purpose.")
+    ] = None,
     no_dpop: Annotated[bool, typer.Option("--no-dpop", help="Ask for a bearer token.")] = False,
     json_output: JsonFlag = False,
 ) -> None:
     """Exchange a subject token for one of this agent's, acting for its subject (RFC 8693)."""
+    details = task_details(task, purpose or (task and "delegated task"), [], [])
     if subject_token == "-":
         subject_token = sys.stdin.read().strip()
     if not subject_token:
@@ -138,6 +143,7 @@ def exchange(
             scope=scope,
             resources=list(resource or []),
             audiences=list(audience or []),
+            task=details,
             expires_in=expires_in,
         )
     except TokenError as exc:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, insert, select
@@ -49,8 +49,12 @@ class AuditWriteFailed(Exception):
 
 
 def issued_event(auditor: Auditor, grant: TokenGrant, issued: IssuedToken) -> AuditEvent:
-    """The ``token.issued`` record: who got which token, for which task, under which policy."""
-    return event(
+    """The ``token.issued`` record: who got which token, for which task, under which policy.
+
+    For an exchanged token the record's ``delegation`` is the chain: the original
+    subject, then every actor, earliest first (the last is the agent that got it).
+    """
+    recorded = event(
         "token.issued",
         RequestContext(Actor(ActorType.AGENT, grant.agent.id), ip=grant.client_ip),
         subject=grant.agent.id,
@@ -71,6 +75,14 @@ def issued_event(auditor: Auditor, grant: TokenGrant, issued: IssuedToken) -> Au
             **federation_data(grant),
         },
     )
+    act = grant.extra_claims.get("act")
+    if not isinstance(act, dict):
+        return recorded
+    actors: list[str] = []
+    while isinstance(act, dict):
+        actors.append(str(act.get("sub", "")))
+        act = act.get("act")
+    return replace(recorded, delegation=(grant.subject or "", *reversed(actors)))
 
 
 def federation_data(grant: TokenGrant) -> dict[str, Any]:

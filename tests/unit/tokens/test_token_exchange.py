@@ -103,6 +103,7 @@ def test_a_person_token_chain_is_recorded_hop_by_hop(
     record = audit_records(runtime.engine, "token.issued")[-1]
     assert record["data"]["act"] == {"sub": sub_agent.id, "act": {"sub": agent.id}}
     assert record["data"]["delegation_depth"] == 2
+    assert record["delegation"] == [f"{person.issuer}#alice@example.com", agent.id, sub_agent.id]
     assert record["data"]["sub"] == f"{person.issuer}#alice@example.com"
     assert record["data"]["grant_type"] == "urn:ietf:params:oauth:grant-type:token-exchange"
 
