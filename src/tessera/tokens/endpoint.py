@@ -18,6 +18,7 @@ from tessera.errors import (
     UnsupportedGrantType,
     UseDPoPNonce,
 )
+from tessera.federation.keys import FEDERATION_ALGORITHMS
 from tessera.storage.single_use import single_use_key
 from tessera.tokens.client_auth import (
     MAX_ASSERTION_BYTES,
@@ -148,9 +149,23 @@ def claimed_client(params: dict[str, str]) -> str | None:
     """The client id an assertion *claims* (its unverified ``sub``), to name refused requests."""
     assertion = params.get("client_assertion")
     if not assertion:
-        return None
+        return claimed_external_identity(params.get("assertion"))
     try:
         sub = parse_compact(assertion, max_bytes=MAX_ASSERTION_BYTES).claims.get("sub")
     except JwsError:
         return None
     return sub[:64] if isinstance(sub, str) else None
+
+
+def claimed_external_identity(assertion: str | None) -> str | None:
+    """``iss#sub`` a jwt-bearer assertion (RFC 7523 §2.1) *claims*, to name refused requests."""
+    if not assertion:
+        return None
+    try:
+        claims = parse_compact(assertion, max_bytes=16 * 1024, algorithms=FEDERATION_ALGORITHMS).claims
+    except JwsError:
+        return None
+    iss, sub = claims.get("iss"), claims.get("sub")
+    if not isinstance(iss, str) or not isinstance(sub, str):
+        return None
+    return f"{iss}#{sub}"[:200]

@@ -33,6 +33,7 @@ from tessera.tokens.issuer import IssuedToken
 from tests.federation_issuer import LocalIssuer
 from tests.unit.federation.conftest import trust
 from tests.unit.helpers import assertion, client_auth, register, token_request, unverified_claims
+from tests.unit.policy.helpers import audit_records as audit_bodies
 
 
 def exchange(runtime: Runtime, token: str, *extra: tuple[str, str]) -> IssuedToken:
@@ -419,3 +420,12 @@ def test_a_registered_task_binds_a_federated_token(runtime: Runtime, local_issue
     other = local_issuer.token(now=now, subject="someone-else")
     error = refused(runtime, other, ("authorization_details", detail))
     assert error.description == f"task '{task.id}' belongs to another agent"
+
+
+def test_a_refused_assertion_is_recorded_with_the_identity_it_claims(
+    runtime: Runtime, local_issuer: LocalIssuer
+) -> None:
+    refused(runtime, local_issuer.token(now=runtime.clock.now()))  # the issuer is not trusted
+    denied = audit_bodies(runtime.engine, "token.denied")
+    assert denied[-1]["subject"] == f"{local_issuer.issuer}#system:serviceaccount:payments:reporter"
+    assert denied[-1]["data"] == {"error": "invalid_grant", "grant_type": GRANT_TYPE}
