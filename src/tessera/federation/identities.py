@@ -9,8 +9,9 @@ works on agents works on it (policy, suspend, quarantine, revocation, audit):
   from the issuer's subject mapping; label ``federated``;
 - attributes (Cedar tags): the mapped attributes plus ``federated_issuer``,
   ``federated_subject`` and ``region`` (when the issuer has one);
-- it expires ``identity_ttl`` seconds after its last use; each use moves the
-  expiry forward and refreshes the attributes. A suspended, quarantined or
+- it expires ``identity_ttl`` seconds after its last use; a use moves the expiry
+  forward and refreshes the attributes (written only when they changed or less
+  than half the lifetime is left, so a busy workload does not write every time). A suspended, quarantined or
   decommissioned federated identity stays so: the external token cannot revive it.
 
 For fixed and claim-mapped agents the registry's attributes stay as registered;
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import Engine
@@ -62,6 +63,13 @@ def policy_view(agent: Agent, identity: FederatedIdentity) -> Agent:
     return replace(agent, attributes={**identity_attributes(identity), **agent.attributes})
 
 
+@dataclass(frozen=True, slots=True)
+class ResolvedIdentity:
+    agent: Agent
+    #: An ephemeral identity to create or renew (:meth:`FederatedIdentities.record`) before issuing.
+    needs_record: bool
+
+
 class FederatedIdentities:
     def __init__(
         self,
@@ -84,15 +92,21 @@ class FederatedIdentities:
         self._auditor = auditor
         self._listeners = list(listeners or [])
 
-    def resolve(self, identity: FederatedIdentity) -> Agent:
+    def resolve(self, identity: FederatedIdentity) -> ResolvedIdentity:
         """The local agent for ``identity``, read but not written; ``InvalidGrant`` if there is none.
 
         For an ephemeral identity this is the record as :meth:`record` would write it,
-        so policy decides on it before anything is stored.
+        so policy decides on it before anything is stored. A record that is current
+        (same attributes and settings, more than half its lifetime left) needs no write.
         """
         mapping = identity.issuer.subject
         if mapping.kind is SubjectKind.EPHEMERAL:
-            return self._ephemeral(identity, self._lookup(self.ephemeral_id(identity)), self._clock.now())
+            now = self._clock.now()
+            current = self._lookup(self.ephemeral_id(identity))
+            candidate = self._ephemeral(identity, current, now)
+            if current is not None and self._is_current(current, candidate, now):
+                return ResolvedIdentity(current, needs_record=False)
+            return ResolvedIdentity(candidate, needs_record=True)
         if mapping.kind is SubjectKind.AGENT:
             agent_id = mapping.agent_id or ""
         else:
@@ -110,7 +124,18 @@ class FederatedIdentities:
             raise InvalidGrant(
                 f"issuer '{identity.issuer.issuer[:80]}' maps to agent '{agent_id}', which does not exist"
             )
-        return agent
+        return ResolvedIdentity(agent, needs_record=False)
+
+    def _is_current(self, current: Agent, candidate: Agent, now: float) -> bool:
+        lifetime = (candidate.expires_at or now) - now
+        return (
+            current.expires_at is not None
+            and current.expires_at - now > lifetime / 2
+            and all(
+                getattr(current, name) == getattr(candidate, name)
+                for name in ("attributes", "scopes", "segment", "max_ttl", "require_dpop")
+            )
+        )
 
     @staticmethod
     def ephemeral_id(identity: FederatedIdentity) -> str:
@@ -150,10 +175,8 @@ class FederatedIdentities:
             expires_at=expires_at,
         )
 
-    def record(self, identity: FederatedIdentity, context: RequestContext) -> Agent | None:
-        """Create or renew an ephemeral identity's record (audited, on the change feed); else nothing."""
-        if identity.issuer.subject.kind is not SubjectKind.EPHEMERAL:
-            return None
+    def record(self, identity: FederatedIdentity, context: RequestContext) -> Agent:
+        """Create or renew an ephemeral identity's record (audited, on the change feed)."""
         agent_id = self.ephemeral_id(identity)
         for _attempt in range(2):  # a concurrent first use on another replica wins the insert once
             try:

@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from tessera.access.tasks import NewTask
 from tessera.audit.service import RequestContext
+from tessera.clock import ManualClock
 from tessera.errors import (
     InvalidClient,
     InvalidGrant,
@@ -429,3 +430,34 @@ def test_a_refused_assertion_is_recorded_with_the_identity_it_claims(
     denied = audit_bodies(runtime.engine, "token.denied")
     assert denied[-1]["subject"] == f"{local_issuer.issuer}#system:serviceaccount:payments:reporter"
     assert denied[-1]["data"] == {"error": "invalid_grant", "grant_type": GRANT_TYPE}
+
+
+def test_an_ephemeral_identity_is_renewed_only_when_needed(
+    runtime: Runtime, local_issuer: LocalIssuer, clock: ManualClock
+) -> None:
+    trust(runtime, local_issuer)
+    agent_id = ephemeral_agent_id(local_issuer.issuer, "system:serviceaccount:payments:reporter")
+
+    def records() -> list[str]:
+        return [
+            r["type"] for r in audit_bodies(runtime.engine) if r["type"].startswith("federation.identity")
+        ]
+
+    exchange(runtime, local_issuer.token(now=clock.now()))
+    created = runtime.agents.get(agent_id)
+    exchange(runtime, local_issuer.token(now=clock.now()))
+    assert records() == ["federation.identity_created"]
+    assert runtime.agents.get(agent_id) == created
+    # Attributes changed: renewed at once.
+    exchange(runtime, local_issuer.token(now=clock.now(), **{"kubernetes.io": {"namespace": "payments-eu"}}))
+    assert records() == ["federation.identity_created", "federation.identity_renewed"]
+    assert runtime.agents.get(agent_id).attributes["namespace"] == "payments-eu"
+    # Past half its lifetime: renewed, and its expiry moves forward.
+    before = runtime.agents.get(agent_id).expires_at
+    assert before is not None
+    clock.advance(1900)
+    exchange(runtime, local_issuer.token(now=clock.now(), **{"kubernetes.io": {"namespace": "payments-eu"}}))
+    assert records()[-1] == "federation.identity_renewed"
+    after = runtime.agents.get(agent_id).expires_at
+    assert after is not None
+    assert after > before

@@ -122,9 +122,10 @@ class JwtBearerGrant:
             Actor(ActorType.AGENT, f"{identity.issuer.issuer}#{identity.subject}"[:200]), ip=request.client_ip
         )
         try:
-            agent = self._identities.resolve(identity)
+            resolved = self._identities.resolve(identity)
         except SQLAlchemyError as exc:
             raise ServiceUnavailable("agent registry is unavailable") from exc
+        agent = resolved.agent
         if not agent.is_usable_at(now):
             reason = "expired" if agent.state.value == "active" else agent.state.value
             raise UnauthorizedClient(f"agent '{agent.id}' is {reason}; no tokens are issued to it")
@@ -173,13 +174,12 @@ class JwtBearerGrant:
                 policies=verdict.policies,
                 decision_ids=verdict.decision_ids,
             )
-        try:
-            # Only now, with policy's permit, is an ephemeral identity created or renewed.
-            recorded = self._identities.record(identity, context)
-        except SQLAlchemyError as exc:
-            raise ServiceUnavailable("agent registry is unavailable") from exc
-        if recorded is not None:
-            grant = replace(grant, agent=recorded)
+        if resolved.needs_record:
+            try:
+                # Only now, with policy's permit, is an ephemeral identity created or renewed.
+                grant = replace(grant, agent=self._identities.record(identity, context))
+            except SQLAlchemyError as exc:
+                raise ServiceUnavailable("agent registry is unavailable") from exc
         if identity.token_id is not None and jti_policy is not JtiPolicy.IGNORED:
             self._claim_jti(identity)
         return self._issuer.issue(grant)
