@@ -239,7 +239,6 @@ class Runtime:
                     self.clock,
                     self.federation_verifier,
                     self.federated_identities,
-                    engine=self.engine,
                     audience_default=self.issuer,
                     default_ttl=settings.access_token_ttl,
                     max_ttl=settings.max_access_token_ttl,

@@ -169,6 +169,8 @@ class TokenGrant:
     authorization_details: tuple[dict[str, Any], ...] = ()
     client_single_use: SingleUse | None = None
     dpop_single_use: SingleUse | None = None
+    #: The ``jti`` of a jwt-bearer assertion (RFC 7523 §3 item 7), claimed with the token.
+    assertion_single_use: SingleUse | None = None
     extra_claims: dict[str, Any] = field(default_factory=dict)
     policy_version: str | None = None
     policies: tuple[str, ...] = ()
@@ -278,6 +280,20 @@ class TokenIssuer:
         claims.update(grant.extra_claims)
         return claims
 
+    def _claim_single_uses(self, conn: Connection, grant: TokenGrant) -> None:
+        """The request's single-use values (RFC 7523 §3, RFC 9449 §11.1), claimed with the token."""
+        claims = (
+            (grant.client_single_use, InvalidClient, "client assertion jti has already been used"),
+            (grant.dpop_single_use, InvalidDPoPProof, "dpop proof jti has already been used"),
+            (grant.assertion_single_use, InvalidGrant, "assertion jti has already been used"),
+        )
+        for single_use, error, message in claims:
+            if single_use is not None:
+                try:
+                    self._single_use.claim(conn, single_use.key, single_use.expires_at)
+                except AlreadyUsed as exc:
+                    raise error(message) from exc
+
     def issue(self, grant: TokenGrant) -> IssuedToken:
         now = self._clock.now()
         key = self._keyring().signing_key(now)
@@ -319,18 +335,7 @@ class TokenIssuer:
                 raise UnauthorizedClient(f"agent '{grant.agent.id}' is {current}; no tokens are issued to it")
             check_parent_live(conn, grant)
             check_task_open(conn, grant, now)
-            if grant.client_single_use is not None:
-                try:
-                    self._single_use.claim(
-                        conn, grant.client_single_use.key, grant.client_single_use.expires_at
-                    )
-                except AlreadyUsed as exc:
-                    raise InvalidClient("client assertion jti has already been used") from exc
-            if grant.dpop_single_use is not None:
-                try:
-                    self._single_use.claim(conn, grant.dpop_single_use.key, grant.dpop_single_use.expires_at)
-                except AlreadyUsed as exc:
-                    raise InvalidDPoPProof("dpop proof jti has already been used") from exc
+            self._claim_single_uses(conn, grant)
             conn.execute(_INSERT_ISSUED, row)
             if self._auditor is not None:
                 # The record commits with the token, in the same group commit: no token

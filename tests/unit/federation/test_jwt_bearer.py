@@ -192,6 +192,8 @@ def test_loopback_jwks_is_refused_unless_allowed(runtime: Runtime, local_issuer:
 def test_replayed_jti_is_refused(runtime: Runtime, local_issuer: LocalIssuer) -> None:
     trust(runtime, local_issuer)
     token = local_issuer.token(now=runtime.clock.now())
+    # A refused request does not spend the assertion: its jti commits only with a token.
+    assert isinstance(refused(runtime, token, ("scope", "payments:write")), InvalidScope)
     exchange(runtime, token)
     error = refused(runtime, token)
     assert (error.error, error.description) == ("invalid_grant", "assertion jti has already been used")

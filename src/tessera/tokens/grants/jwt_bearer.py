@@ -14,8 +14,8 @@ one, one picked by a claim, or an ephemeral federated identity
   per the issuer's ``jti_policy``: ``optional`` (default: single use when
   present, reusable until it expires when absent), ``required`` or ``ignored``
   (for issuers whose tokens are presented repeatedly by design, like Kubernetes
-  projected service-account tokens). The claim is committed after every other
-  check, just before the token is issued.
+  projected service-account tokens). The claim commits in the transaction that
+  records the issued token, so a refused request does not spend the assertion.
 - **Policy**: as for ``client_credentials``, the PDP decides ``issue_token`` for
   each audience, with the principal's mapped attributes as tags.
 - **The token** names the local agent in ``sub``/``client_id`` and the external
@@ -29,7 +29,6 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from tessera.audit.records import Actor, ActorType
@@ -46,10 +45,9 @@ from tessera.federation.identities import FederatedIdentities, policy_view
 from tessera.federation.issuers import JtiPolicy
 from tessera.federation.verifier import FederatedIdentity, FederatedTokenVerifier
 from tessera.policy.issuance import IssuancePolicy
-from tessera.storage.database import writing
-from tessera.storage.single_use import AlreadyUsed, SqlSingleUseStore, single_use_key
+from tessera.storage.single_use import single_use_key
 from tessera.tokens.authorization_details import parse_authorization_details
-from tessera.tokens.client_auth import AuthenticatedClient
+from tessera.tokens.client_auth import AuthenticatedClient, SingleUse
 from tessera.tokens.grants import ProofOfPossession, TaskBinder
 from tessera.tokens.grants.client_credentials import requested_audience, requested_scopes, requested_ttl
 from tessera.tokens.issuer import IssuedToken, TokenGrant, TokenIssuer
@@ -83,7 +81,6 @@ class JwtBearerGrant:
         verifier: FederatedTokenVerifier,
         identities: FederatedIdentities,
         *,
-        engine: Engine,
         audience_default: str,
         default_ttl: int,
         max_ttl: int,
@@ -95,14 +92,12 @@ class JwtBearerGrant:
         self._clock = clock
         self._verifier = verifier
         self._identities = identities
-        self._engine = engine
         self._audience_default = audience_default
         self._default_ttl = default_ttl
         self._max_ttl = max_ttl
         self._leeway = leeway
         self._policy = policy
         self._tasks = tasks
-        self._single_use = SqlSingleUseStore()
 
     def can_handle(self, request: TokenRequest) -> bool:
         return request.grant_type == GRANT_TYPE
@@ -181,17 +176,7 @@ class JwtBearerGrant:
             except SQLAlchemyError as exc:
                 raise ServiceUnavailable("agent registry is unavailable") from exc
         if identity.token_id is not None and jti_policy is not JtiPolicy.IGNORED:
-            self._claim_jti(identity)
+            # RFC 7523 §3 item 7: claimed once, across every replica, with the token itself.
+            key = single_use_key("jwt_bearer", identity.issuer.issuer, identity.token_id)
+            grant = replace(grant, assertion_single_use=SingleUse(key, identity.expires_at + self._leeway))
         return self._issuer.issue(grant)
-
-    def _claim_jti(self, identity: FederatedIdentity) -> None:
-        """RFC 7523 §3 item 7: the assertion's ``jti`` is claimed once, across every replica."""
-        assert identity.token_id is not None  # noqa: S101 - checked by the caller
-        key = single_use_key("jwt_bearer", identity.issuer.issuer, identity.token_id)
-        try:
-            with writing(self._engine) as conn:
-                self._single_use.claim(conn, key, identity.expires_at + self._leeway)
-        except AlreadyUsed as exc:
-            raise InvalidGrant("assertion jti has already been used") from exc
-        except SQLAlchemyError as exc:
-            raise ServiceUnavailable("token store is unavailable") from exc
