@@ -9,13 +9,21 @@ host, answer too large a body, stall, fail, or answer something that is not JSON
 from __future__ import annotations
 
 import base64
+import datetime
+import gzip
 import json
 import secrets
+import ssl
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 from joserfc.jws import JWSRegistry
 
@@ -122,7 +130,7 @@ class LocalIssuer:
     def jwks_url(self) -> str:
         return f"{self.issuer}/jwks"
 
-    def start(self) -> LocalIssuer:
+    def start(self, tls: ssl.SSLContext | None = None) -> LocalIssuer:
         issuer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -136,6 +144,8 @@ class LocalIssuer:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
         threading.Thread(
             target=self._server.serve_forever, args=(0.02,), name="local-issuer", daemon=True
         ).start()
@@ -181,6 +191,39 @@ class LocalIssuer:
         body = b"not json" if self.mode == "not-json" else json.dumps(self.jwks()).encode()
         handler.send_response(200)
         handler.send_header("Content-Type", "application/json")
+        if self.mode == "gzip":
+            body = gzip.compress(body)
+            handler.send_header("Content-Encoding", "gzip")
         handler.send_header("Content-Length", str(len(body)))
         handler.end_headers()
         handler.wfile.write(body)
+
+
+def self_signed(tmp_dir: Path, hostname: str) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A certificate for ``hostname``: the server's TLS context, and a client context trusting it."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_dir / f"{hostname}.pem", tmp_dir / f"{hostname}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(cert_path, key_path)
+    client = ssl.create_default_context(cafile=str(cert_path))
+    return server, client

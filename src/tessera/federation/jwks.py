@@ -16,7 +16,8 @@ The JWKS URL is the one outbound request an unauthenticated caller can cause
 - **Proxies**: environment proxy settings are ignored (a proxy would connect to
   an address nobody checked).
 - **Limits**: connect/read timeouts, an overall deadline, and a response size
-  limit enforced while streaming (the body is dropped once it passes the limit).
+  limit enforced while streaming (the body is dropped once it passes the limit);
+  only uncompressed bodies, so the limit is the size that is parsed.
 
 The cache keeps each issuer's keys for ``cache_seconds``. A token naming an
 unknown ``kid`` triggers a refresh (key rotation), at most once every
@@ -30,6 +31,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -80,7 +82,7 @@ class JwksFetcher:
         timeout: float,
         max_bytes: int,
         resolver: Resolver = system_resolver,
-        verify: bool | str = True,
+        verify: bool | ssl.SSLContext = True,
     ) -> None:
         self._timeout = timeout
         self._max_bytes = max_bytes
@@ -117,7 +119,12 @@ class JwksFetcher:
     def _get(self, target: str, host_header: str, extensions: dict[str, Any]) -> Any:
         deadline = time.monotonic() + 2 * self._timeout
         timeout = httpx.Timeout(self._timeout)
-        headers = {"Host": host_header, "Accept": "application/jwk-set+json, application/json"}
+        # identity: a compressed body could expand far past the limit within one chunk.
+        headers = {
+            "Host": host_header,
+            "Accept": "application/jwk-set+json, application/json",
+            "Accept-Encoding": "identity",
+        }
         try:
             with (
                 httpx.Client(
@@ -129,6 +136,8 @@ class JwksFetcher:
                     raise JwksUnavailable(f"http {response.status_code} redirect; redirects are not followed")
                 if response.status_code != 200:
                     raise JwksUnavailable(f"http {response.status_code}")
+                if response.headers.get("content-encoding", "identity").lower() != "identity":
+                    raise JwksUnavailable("compressed responses are not accepted")
                 declared = response.headers.get("content-length", "")
                 if declared.isdigit() and int(declared) > self._max_bytes:
                     raise JwksUnavailable(f"response is larger than {self._max_bytes} bytes")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tessera.clock import ManualClock
 from tessera.federation.issuers import TrustedIssuer, parse_issuer
 from tessera.federation.jwks import JwksCache, JwksFetcher, JwksUnavailable
-from tests.federation_issuer import LocalIssuer
+from tests.federation_issuer import LocalIssuer, self_signed
 
 
 def fetcher(**overrides: object) -> JwksFetcher:
@@ -173,3 +175,27 @@ def test_forget_drops_cached_keys(local_issuer: LocalIssuer) -> None:
     cache.forget(issuer.id)
     cache.keys(issuer, None)
     assert local_issuer.requests == 2
+
+
+def test_https_to_a_pinned_address_checks_the_certificate_for_the_real_name(tmp_path: Path) -> None:
+    """The URL's host is replaced by the checked IP; TLS still verifies the certificate for the name."""
+    server_tls, client_tls = self_signed(tmp_path, "issuer.test")
+    issuer = LocalIssuer().start(tls=server_tls)
+    try:
+        to_loopback = lambda _host, _port: ["127.0.0.1"]  # noqa: E731
+        url = f"https://issuer.test:{issuer.port}/jwks"
+        document = fetcher(resolver=to_loopback, verify=client_tls).fetch(url, allow_private_network=True)
+        assert document["keys"][0]["kid"] == issuer.kid
+        assert issuer.hosts == [f"issuer.test:{issuer.port}"]
+        # Another name resolving to the same address does not match the certificate.
+        other = f"https://other.test:{issuer.port}/jwks"
+        with pytest.raises(JwksUnavailable, match=r"request failed \(ConnectError\)"):
+            fetcher(resolver=to_loopback, verify=client_tls).fetch(other, allow_private_network=True)
+    finally:
+        issuer.stop()
+
+
+def test_compressed_responses_are_refused(local_issuer: LocalIssuer) -> None:
+    local_issuer.mode = "gzip"
+    with pytest.raises(JwksUnavailable, match="compressed responses are not accepted"):
+        fetcher().fetch(local_issuer.jwks_url, allow_private_network=True)
