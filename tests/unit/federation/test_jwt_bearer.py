@@ -309,6 +309,10 @@ def test_client_authentication_is_optional_but_checked_when_present(
     forged = assertion(runtime, client, aud="https://elsewhere.example")
     with pytest.raises(InvalidClient):
         exchange(runtime, local_issuer.token(now=now), *client_auth(forged))
+    # A suspended client cannot authenticate this grant either.
+    runtime.agents.transition(client.id, Transition.SUSPEND)
+    with pytest.raises(InvalidClient, match=f"client '{client.id}' is suspended; it cannot authenticate"):
+        exchange(runtime, local_issuer.token(now=now), *client_auth(assertion(runtime, client)))
     # Other grants still require it.
     with pytest.raises(InvalidClient, match="client authentication required"):
         runtime.token_endpoint.handle(token_request(runtime, [("grant_type", "client_credentials")]))

@@ -35,6 +35,7 @@ from tessera.audit.records import Actor, ActorType
 from tessera.audit.service import RequestContext
 from tessera.clock import Clock
 from tessera.errors import (
+    InvalidClient,
     InvalidDPoPProof,
     InvalidGrant,
     InvalidRequest,
@@ -109,6 +110,10 @@ class JwtBearerGrant:
         if not assertion:
             raise InvalidRequest("missing assertion")
         now = self._clock.now()
+        if client is not None and not client.agent.is_usable_at(now):
+            raise InvalidClient(
+                f"client '{client.agent.id}' is {client.agent.state.value}; it cannot authenticate"
+            )
         identity = self._verifier.verify_identity(assertion, now=now)
         jti_policy = identity.issuer.jti_policy
         if jti_policy is JtiPolicy.REQUIRED and identity.token_id is None:
