@@ -15,7 +15,9 @@ from tessera.policy.authzen import token_facts
 from tessera.policy.decisions import Question
 from tessera.policy.entities import Uid
 from tessera.runtime import Runtime
+from tessera.storage.database import writing
 from tessera.storage.tables import issued_tokens
+from tessera.storage.tasks import SqlTaskRepository
 from tessera.tokens.introspection import Caller
 from tests.unit.helpers import Client, register, request_token, unverified_claims
 from tests.unit.policy.helpers import audit_records
@@ -231,3 +233,17 @@ def test_another_worker_learns_of_tasks_from_the_change_feed(runtime: Runtime, a
     cached = runtime.tasks.cached(task_id)
     assert cached is not None
     assert cached.state is TaskState.CLOSED
+
+
+def test_a_task_closed_elsewhere_gets_no_new_token_even_before_this_worker_hears(
+    runtime: Runtime, agent: Client
+) -> None:
+    task_id = open_task(runtime, agent)
+    with writing(runtime.engine) as conn:  # another replica closed it; no feed read here yet
+        SqlTaskRepository().finish(conn, task_id, TaskState.CLOSED, runtime.clock.now(), "elsewhere")
+    cached = runtime.tasks.cached(task_id)
+    assert cached is not None
+    assert cached.state is TaskState.OPEN
+    with pytest.raises(InvalidAuthorizationDetails) as refused:
+        request_token(runtime, agent, authorization_details=task_details(task_id))
+    assert refused.value.description == f"task '{task_id}' is no longer open"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.support import ServerProcess
@@ -100,7 +101,5 @@ def test_task_errors(cli: Cli, agent: tuple[str, Path]) -> None:
 
 
 def test_admin_routes_need_the_admin_credential(server: ServerProcess) -> None:
-    import httpx
-
     response = httpx.post(f"{server.url}/admin/v1/tasks", json={"agent_id": "x"}, timeout=10)
     assert response.status_code == 401

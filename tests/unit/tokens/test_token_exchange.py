@@ -385,3 +385,30 @@ def test_metadata_advertises_the_grant(runtime: Runtime) -> None:
     assert meta["token_exchange_issued_token_types_supported"] == [
         "urn:ietf:params:oauth:token-type:access_token"
     ]
+
+
+def test_hostile_act_and_subject_claims_of_a_trusted_issuer_are_invalid_grant(
+    runtime: Runtime, person: PersonIssuer, agent: Client
+) -> None:
+    deep: dict[str, object] = {"sub": "bottom"}
+    for level in range(40):
+        deep = {"sub": f"actor-{level}", "act": deep}
+    cases = {
+        "subject token's 'act' claim nests more than 32 actors": person.token(act=deep),
+        "subject token has a malformed 'act' claim": person.token(act={"client_id": "x"}),
+        "is longer than 320 characters": person.token("p" * 400),
+    }
+    for message, token in cases.items():
+        error = refused(InvalidGrant, exchange, runtime, agent, token, subject_token_type=JWT_TOKEN_TYPE)
+        assert message in error.description
+
+
+def test_an_external_chain_counts_toward_the_depth_limit(
+    runtime: Runtime, person: PersonIssuer, agent: Client
+) -> None:
+    token = person.token(act={"sub": "upstream-1", "act": {"sub": "upstream-2"}})
+    issued = exchange(runtime, agent, token, subject_token_type=JWT_TOKEN_TYPE)
+    act = unverified_claims(issued.access_token)["act"]
+    assert act == {"sub": agent.id, "act": {"sub": "upstream-1", "act": {"sub": "upstream-2"}}}
+    error = refused(InvalidGrant, exchange, runtime, register(runtime), issued.access_token)
+    assert error.description == "the delegation chain would hold 4 actors; the maximum is 3"
