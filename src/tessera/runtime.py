@@ -42,11 +42,12 @@ from tessera.storage.database import create_database_engine, migrate, reading, w
 from tessera.storage.single_use import SqlSingleUseStore
 from tessera.storage.tables import changes
 from tessera.tokens.client_auth import ClientAuthenticator
+from tessera.tokens.delegation import LocalSubjectTokens
 from tessera.tokens.dpop import NonceIssuer
 from tessera.tokens.endpoint import TokenEndpoint
 from tessera.tokens.grants.client_credentials import ClientCredentialsGrant
 from tessera.tokens.grants.jwt_bearer import JwtBearerGrant
-from tessera.tokens.grants.token_exchange import ExchangeLimits, LocalSubjectTokens, TokenExchangeGrant
+from tessera.tokens.grants.token_exchange import ExchangeLimits, TokenExchangeGrant
 from tessera.tokens.introspection import Introspector, Revoker, TokenValidator
 from tessera.tokens.issuer import TokenIssuer
 from tessera.tokens.revocation import AGENT_CHANGED, TOKENS_REVOKED, RevocationState

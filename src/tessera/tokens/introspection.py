@@ -28,7 +28,7 @@ from tessera.policy.context import delegation_from_claims
 from tessera.storage.database import reading, writing
 from tessera.storage.tables import issued_tokens
 from tessera.tokens.access_tokens import AccessToken, verify_access_token
-from tessera.tokens.grants.token_exchange import external_token_id, verify_token
+from tessera.tokens.delegation import external_token_id, verify_token
 from tessera.tokens.jose import JwsError
 from tessera.tokens.revocation import RevocationState, revoke_external_token, revoke_tokens
 from tessera.tokens.signing_keys import KeyRing

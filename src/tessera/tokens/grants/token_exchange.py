@@ -21,8 +21,7 @@ DPoP proof made with that same key; the new token is bound to the proof's key.
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -39,13 +38,19 @@ from tessera.errors import (
 from tessera.identity.agents import SCOPE_TOKEN, Agent
 from tessera.policy.context import Delegation
 from tessera.policy.issuance import IssuancePolicy
-from tessera.tokens.access_tokens import AccessToken
 from tessera.tokens.authorization_details import AGENT_TASK, parse_authorization_details
 from tessera.tokens.client_auth import AuthenticatedClient
+from tessera.tokens.delegation import (
+    MAX_SUBJECT_TOKEN_BYTES,
+    act_chain,
+    chain_subject,
+    external_token_id,
+    nest_act,
+    verify_token,
+)
 from tessera.tokens.grants import ProofOfPossession, TaskBinder
 from tessera.tokens.grants.client_credentials import requested_audience
 from tessera.tokens.issuer import IssuedToken, TokenGrant, TokenIssuer
-from tessera.tokens.jose import JwsError, parse_compact
 from tessera.tokens.requests import TokenRequest
 from tessera.tokens.subject_tokens import (
     ACCESS_TOKEN_TYPE,
@@ -60,102 +65,8 @@ GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
 SUBJECT_TOKEN_TYPES = frozenset({ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE, ID_TOKEN_TYPE})
 #: What this server issues (§2.2.1 ``issued_token_type``).
 ISSUED_TOKEN_TYPE = ACCESS_TOKEN_TYPE
-MAX_SUBJECT_TOKEN_BYTES = 16 * 1024
 MAX_SUBJECT_LENGTH = 320
 MAX_TARGETS = 10
-#: Far above any configurable depth: bounds the walk of a hostile external ``act``.
-MAX_ACT_NESTING = 32
-
-
-def act_chain(claims: Mapping[str, Any]) -> list[str]:
-    """The actors of a token's ``act`` claim, outermost (most recent) first (RFC 8693 §4.1)."""
-    actors: list[str] = []
-    act = claims.get("act")
-    while act is not None:
-        if not isinstance(act, dict) or not isinstance(act.get("sub"), str):
-            raise InvalidGrant("subject token has a malformed 'act' claim")
-        if len(actors) >= MAX_ACT_NESTING:
-            raise InvalidGrant(f"subject token's 'act' claim nests more than {MAX_ACT_NESTING} actors")
-        actors.append(act["sub"])
-        act = act.get("act")
-    return actors
-
-
-def delegation_of(claims: Mapping[str, Any]) -> Delegation:
-    """``context.delegation`` for a token: depth, actors earliest first, the original subject."""
-    actors = act_chain(claims)
-    return Delegation(depth=len(actors), actors=tuple(reversed(actors)), subject=str(claims.get("sub", "")))
-
-
-def nest_act(actor: str, previous: Any) -> dict[str, Any]:
-    """The new ``act``: the current actor outermost, the subject token's chain inside it."""
-    act: dict[str, Any] = {"sub": actor}
-    if previous is not None:
-        act["act"] = previous
-    return act
-
-
-def external_token_id(issuer: str, token: VerifiedSubjectToken, raw: str) -> str:
-    """A stable id for an external token, used as ``parent_jti`` (64 characters at most)."""
-    basis = f"{issuer}\n{token.token_id}" if token.token_id else f"{issuer}\n{raw}"
-    return "ext-" + hashlib.sha256(basis.encode()).hexdigest()[:60]
-
-
-def chain_subject(token: VerifiedSubjectToken) -> str:
-    """The chain's original subject: the subject token's own, namespaced if external."""
-    return token.subject if token.local else f"{token.issuer}#{token.subject}"
-
-
-def unverified_issuer(raw: str) -> str:
-    """The ``iss`` a token claims, read only to pick the verifier that will check it."""
-    try:
-        issuer = parse_compact(raw, max_bytes=MAX_SUBJECT_TOKEN_BYTES).claims.get("iss")
-    except JwsError as exc:
-        raise InvalidGrant(f"subject token is not a valid jwt: {exc}") from exc
-    if not isinstance(issuer, str) or not issuer:
-        raise InvalidGrant("subject token has no 'iss' claim")
-    return issuer
-
-
-def verify_token(raw: str, verifiers: Sequence[SubjectTokenVerifier], now: float) -> VerifiedSubjectToken:
-    """Verify a subject or actor token with the verifier responsible for its issuer."""
-    issuer = unverified_issuer(raw)
-    verifier = next((v for v in verifiers if v.accepts(issuer)), None)
-    if verifier is None:
-        raise InvalidGrant(f"untrusted issuer '{issuer[:80]}'")
-    return verifier.verify(raw, now=now)
-
-
-class LocalSubjectTokens:
-    """Verifies this server's own access tokens as subject or actor tokens (RFC 8693 §2.1).
-
-    Signature, issuer, lifetime, revocation and the holder agent's state are all
-    checked by :class:`~tessera.tokens.introspection.TokenValidator`.
-    """
-
-    def __init__(self, issuer: str, verify: Any) -> None:
-        self._issuer = issuer
-        self._verify = verify
-
-    def accepts(self, issuer: str) -> bool:
-        return issuer == self._issuer
-
-    def verify(self, token: str, *, now: float) -> VerifiedSubjectToken:
-        try:
-            verified: AccessToken = self._verify(token)
-        except JwsError as exc:
-            raise InvalidGrant(f"subject token rejected: {exc}") from exc
-        return VerifiedSubjectToken(
-            issuer=verified.issuer,
-            subject=verified.subject,
-            expires_at=verified.expires_at,
-            token_id=verified.jti,
-            scopes=verified.scopes,
-            audience=verified.audience,
-            claims=verified.claims,
-            cnf_jkt=verified.cnf_jkt,
-            local=True,
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,7 +197,7 @@ class TokenExchangeGrant:
         *,
         server_issuer: str,
         policy: IssuancePolicy | None = None,
-        is_revoked: Any = None,
+        is_revoked: Callable[[str], bool] | None = None,
         tasks: TaskBinder | None = None,
     ) -> None:
         self._issuer = issuer
