@@ -412,3 +412,27 @@ def test_an_external_chain_counts_toward_the_depth_limit(
     assert act == {"sub": agent.id, "act": {"sub": "upstream-1", "act": {"sub": "upstream-2"}}}
     error = refused(InvalidGrant, exchange, runtime, register(runtime), issued.access_token)
     assert error.description == "the delegation chain would hold 4 actors; the maximum is 3"
+
+
+def test_a_trusted_issuers_task_details_are_normalised_or_refused(
+    runtime: Runtime, person: PersonIssuer, agent: Client
+) -> None:
+    task = {"type": "agent_task", "task_id": "P-1", "purpose": " plan a trip ", "resources": ["r1", "r1"]}
+    issued = exchange(
+        runtime, agent, person.token(authorization_details=[task]), subject_token_type=JWT_TOKEN_TYPE
+    )
+    assert unverified_claims(issued.access_token)["authorization_details"] == [
+        {"type": "agent_task", "task_id": "P-1", "purpose": "plan a trip", "resources": ["r1"], "actions": []}
+    ]
+    odd = person.token(authorization_details=[{**task, "script": "<x>"}])
+    error = refused(InvalidGrant, exchange, runtime, agent, odd, subject_token_type=JWT_TOKEN_TYPE)
+    assert error.description.startswith("subject token has invalid authorization_details")
+    # A request may narrow the task's lists, not rename its purpose.
+    renamed = exchange(
+        runtime,
+        agent,
+        person.token(authorization_details=[task]),
+        subject_token_type=JWT_TOKEN_TYPE,
+        authorization_details=json.dumps([{**task, "purpose": "something else"}]),
+    )
+    assert unverified_claims(renamed.access_token)["authorization_details"][0]["purpose"] == "plan a trip"

@@ -21,6 +21,7 @@ DPoP proof made with that same key; the new token is bound to the proof's key.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -137,6 +138,12 @@ def narrow_details(raw: str | None, subject: VerifiedSubjectToken) -> tuple[dict
     """The subject token's ``agent_task`` carries over; a request may only narrow its lists."""
     held = [d for d in subject.claims.get("authorization_details", []) or [] if isinstance(d, dict)]
     task = next((d for d in held if d.get("type") == AGENT_TASK), None)
+    if task is not None:
+        # Normalised as if requested: an external issuer's odd details never reach our token.
+        try:
+            task = parse_authorization_details(json.dumps([task]))[0]
+        except InvalidAuthorizationDetails as exc:
+            raise InvalidGrant(f"subject token has invalid authorization_details: {exc.description}") from exc
     asked = parse_authorization_details(raw)
     if not asked:
         return (task,) if task is not None else ()
@@ -157,7 +164,7 @@ def narrow_details(raw: str | None, subject: VerifiedSubjectToken) -> tuple[dict
                 )
         if not wanted[name]:
             wanted = {**wanted, name: list(allowed)}
-    return (wanted,)
+    return ({**wanted, "purpose": task["purpose"]},)
 
 
 def carries_task(subject: VerifiedSubjectToken, grant: TokenGrant) -> bool:
