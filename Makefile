@@ -43,6 +43,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/tokens.py $(BENCH_ARGS) || status=1; \
 	$(BIN)/python bench/pdp.py $(BENCH_ARGS) || status=1; \
 	$(BIN)/python bench/audit.py $(BENCH_ARGS) || status=1; \
+	$(BIN)/python bench/exchange.py || status=1; \
+	$(BIN)/python bench/jwt_bearer.py || status=1; \
 	exit $$status
 
 clean:

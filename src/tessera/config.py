@@ -77,6 +77,23 @@ class Settings(BaseSettings):
     max_bundle_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, description="policy bundle uploads")
     max_token_bytes: int = Field(default=8 * 1024, ge=512)
 
+    # Federation (trusted issuers, RFC 7523 jwt-bearer): fetching their JWKS, and ephemeral identities.
+    federation_jwks_timeout: float = Field(default=5.0, gt=0, le=60, description="seconds per fetch step")
+    federation_jwks_max_bytes: int = Field(default=64 * 1024, ge=1024, le=4 * 1024 * 1024)
+    federation_jwks_cache_seconds: float = Field(default=300.0, ge=1, le=86400)
+    federation_jwks_refresh_interval: float = Field(
+        default=30.0, ge=0, le=3600, description="at most one jwks refresh per issuer this often"
+    )
+    federation_identity_ttl: int = Field(
+        default=3600, ge=60, le=30 * 86400, description="ephemeral identities expire this long after last use"
+    )
+    max_delegation_depth: int = Field(
+        default=3, ge=1, le=10, description="actors a token exchange chain may hold (RFC 8693 act)"
+    )
+    require_registered_tasks: bool = Field(
+        default=False, description="refuse agent_task authorization details naming no registered task"
+    )
+
     @field_validator("issuer")
     @classmethod
     def _issuer_is_url(cls, value: str | None) -> str | None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, delete
 
+from tessera.access.task_service import TASK_CHANGED, TaskService
 from tessera.audit.forwarder import AuditForwarder
 from tessera.audit.records import SecretHasher
 from tessera.audit.service import Auditor, RequestContext
@@ -21,6 +22,10 @@ from tessera.audit.writer import AuditWriter, CheckpointSigner
 from tessera.clock import Clock, SystemClock
 from tessera.config import Settings
 from tessera.events.change_feed import Change, ChangeFollower, latest_seq
+from tessera.federation.identities import FederatedIdentities
+from tessera.federation.jwks import JwksCache, JwksFetcher
+from tessera.federation.service import ISSUER_CHANGED, TrustedIssuerService
+from tessera.federation.verifier import FederatedTokenVerifier
 from tessera.identity.admin_credentials import ADMIN_CHANGED, AdminCredentials
 from tessera.identity.agents import Agent
 from tessera.identity.service import AgentService
@@ -37,14 +42,18 @@ from tessera.storage.database import create_database_engine, migrate, reading, w
 from tessera.storage.single_use import SqlSingleUseStore
 from tessera.storage.tables import changes
 from tessera.tokens.client_auth import ClientAuthenticator
+from tessera.tokens.delegation import LocalSubjectTokens
 from tessera.tokens.dpop import NonceIssuer
 from tessera.tokens.endpoint import TokenEndpoint
 from tessera.tokens.grants.client_credentials import ClientCredentialsGrant
+from tessera.tokens.grants.jwt_bearer import JwtBearerGrant
+from tessera.tokens.grants.token_exchange import ExchangeLimits, TokenExchangeGrant
 from tessera.tokens.introspection import Introspector, Revoker, TokenValidator
 from tessera.tokens.issuer import TokenIssuer
 from tessera.tokens.revocation import AGENT_CHANGED, TOKENS_REVOKED, RevocationState
 from tessera.tokens.sealing import Sealer, load_or_create_master_key
 from tessera.tokens.signing_keys import KEYS_CHANGED, KeyRing, SigningKeyManager
+from tessera.tokens.subject_tokens import SubjectTokenVerifier
 
 log = logging.getLogger(__name__)
 CHANGE_RETENTION_SECONDS = 7 * 86400
@@ -108,6 +117,15 @@ class Runtime:
             self.auditor,
             fail_open=settings.audit_decisions_fail_open,
         )
+        self.tasks = TaskService(
+            self.engine,
+            self.clock,
+            self.ids,
+            self.revocation,
+            self.auditor,
+            require_registered=settings.require_registered_tasks,
+        )
+        self.decisions.tasks = self.tasks
         self.admin = AdminCredentials(self.engine, self.clock)
         self.agent_repository = SqlAgentRepository()
         self.agents = AgentService(
@@ -138,29 +156,41 @@ class Runtime:
             auditor=self.auditor,
             max_token_bytes=settings.max_token_bytes,
         )
+        self.jwks_cache = JwksCache(
+            JwksFetcher(
+                timeout=settings.federation_jwks_timeout, max_bytes=settings.federation_jwks_max_bytes
+            ),
+            self.clock,
+            cache_seconds=settings.federation_jwks_cache_seconds,
+            refresh_interval=settings.federation_jwks_refresh_interval,
+        )
+        self.trusted_issuers = TrustedIssuerService(
+            self.engine,
+            self.clock,
+            self.ids,
+            default_audiences=(self.issuer, settings.token_endpoint),
+            ttl_cap=settings.max_access_token_ttl,
+            auditor=self.auditor,
+            on_forget=self.jwks_cache.forget,
+        )
+        #: Verifies trusted issuers' tokens: jwt-bearer assertions and RFC 8693 subject tokens.
+        self.federation_verifier = FederatedTokenVerifier(
+            self.trusted_issuers, self.jwks_cache, leeway=settings.clock_leeway
+        )
+        self.federated_identities = FederatedIdentities(
+            self.engine,
+            self.agent_repository,
+            self.clock,
+            self.revocation,
+            lookup=self.agents.find,
+            identity_ttl=settings.federation_identity_ttl,
+            auditor=self.auditor,
+            listeners=[self.entities.put_agent],
+        )
         nonces = (
             NonceIssuer(self.sealer.derive("tessera/dpop-nonce/v1"), settings.dpop_nonce_lifetime)
             if settings.dpop_nonce_required
             else None
-        )
-        self.token_endpoint = TokenEndpoint(
-            clock=self.clock,
-            authenticator=self.authenticator,
-            grants=[
-                ClientCredentialsGrant(
-                    self.issuer_service,
-                    self.clock,
-                    audience_default=self.issuer,
-                    default_ttl=settings.access_token_ttl,
-                    max_ttl=settings.max_access_token_ttl,
-                    policy=IssuancePolicy(self.pdp, self.contexts, self.clock),
-                )
-            ],
-            token_endpoint_url=settings.token_endpoint,
-            dpop_max_age=settings.dpop_proof_max_age,
-            leeway=settings.clock_leeway,
-            nonces=nonces,
-            auditor=self.auditor,
         )
         self.validator = TokenValidator(
             issuer=self.issuer,
@@ -171,8 +201,62 @@ class Runtime:
             max_bytes=settings.max_token_bytes,
             max_lifetime=settings.max_access_token_ttl,
         )
+        #: Who may issue an RFC 8693 subject token: this server, then trusted issuers (federation).
+        self.subject_verifiers: list[SubjectTokenVerifier] = [
+            LocalSubjectTokens(self.issuer, self.validator.verify),
+            self.federation_verifier,
+        ]
+        issuance_policy = IssuancePolicy(self.pdp, self.contexts, self.clock)
+        self.token_endpoint = TokenEndpoint(
+            clock=self.clock,
+            authenticator=self.authenticator,
+            grants=[
+                ClientCredentialsGrant(
+                    self.issuer_service,
+                    self.clock,
+                    audience_default=self.issuer,
+                    default_ttl=settings.access_token_ttl,
+                    max_ttl=settings.max_access_token_ttl,
+                    policy=issuance_policy,
+                    tasks=self.tasks,
+                ),
+                TokenExchangeGrant(
+                    self.issuer_service,
+                    self.clock,
+                    self.subject_verifiers,
+                    ExchangeLimits(
+                        audience_default=self.issuer,
+                        default_ttl=settings.access_token_ttl,
+                        max_ttl=settings.max_access_token_ttl,
+                        max_depth=settings.max_delegation_depth,
+                    ),
+                    server_issuer=self.issuer,
+                    policy=issuance_policy,
+                    is_revoked=self.revocation.is_jti_revoked,
+                    tasks=self.tasks,
+                ),
+                JwtBearerGrant(
+                    self.issuer_service,
+                    self.clock,
+                    self.federation_verifier,
+                    self.federated_identities,
+                    audience_default=self.issuer,
+                    default_ttl=settings.access_token_ttl,
+                    max_ttl=settings.max_access_token_ttl,
+                    leeway=settings.clock_leeway,
+                    policy=issuance_policy,
+                    tasks=self.tasks,
+                ),
+            ],
+            token_endpoint_url=settings.token_endpoint,
+            dpop_max_age=settings.dpop_proof_max_age,
+            leeway=settings.clock_leeway,
+            nonces=nonces,
+            auditor=self.auditor,
+        )
         self.introspector = Introspector(self.validator, self.auditor)
         self.revoker = Revoker(self.engine, self.clock, self.validator, self.revocation, self.auditor)
+        self.revoker.subject_verifiers = self.subject_verifiers
         self.follower: ChangeFollower | None = None
         self._http_sink: HttpSink | None = None
         self._forwarder: AuditForwarder | None = None
@@ -206,6 +290,8 @@ class Runtime:
         self.revocation.load(self.engine, self.clock.now())
         self.entities.set_agents(self.agents.list())
         self.resources.load()
+        self.tasks.load()
+        self.trusted_issuers.load()
         self.policies.ensure_active()
         settings = self.settings
         if settings.policy_bundle is not None:
@@ -232,6 +318,8 @@ class Runtime:
         self.follower.on(AGENT_CHANGED, self._reload_agent_entity)
         self.follower.on(POLICY_CHANGED, self.policies.on_change)
         self.follower.on(RESOURCE_CHANGED, self.resources.on_change)
+        self.follower.on(TASK_CHANGED, self.tasks.on_change)
+        self.follower.on(ISSUER_CHANGED, self.trusted_issuers.on_change)
         if background:
             self._start_sinks()
             self.audit_writer.start()
@@ -267,12 +355,13 @@ class Runtime:
             self._forwarder.start()
 
     def maintain(self) -> None:
-        """Scheduled work: key rotation, and pruning expired single-use values and old changes."""
+        """Scheduled work: key rotation, expiring tasks past their deadline, pruning old rows."""
         now = self.clock.now()
         if self.keys.rotate_if_due():
             self.reload_keys()
         self.audit_writer.checkpoint_if_due()
         self.revocation.prune(now, self.settings.clock_leeway)
+        self.tasks.expire_due()
         with writing(self.engine) as conn:
             SqlSingleUseStore().prune(conn, now)
             conn.execute(delete(changes).where(changes.c.created_at < now - CHANGE_RETENTION_SECONDS))

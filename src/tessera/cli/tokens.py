@@ -89,6 +89,85 @@ def get(
         line(token.access_token)
 
 
+TOKEN_TYPES = {
+    "access_token": "urn:ietf:params:oauth:token-type:access_token",
+    "jwt": "urn:ietf:params:oauth:token-type:jwt",
+    "id_token": "urn:ietf:params:oauth:token-type:id_token",
+}
+
+
+@app.command("exchange")
+def exchange(
+    *,
+    agent: Annotated[str, typer.Option("--agent", metavar="ID", help="The acting agent's id.")],
+    key: Annotated[Path, typer.Option("--key", metavar="PATH", help="The acting agent's private JWK.")],
+    subject_token: Annotated[
+        str,
+        typer.Option("--subject-token", metavar="TOKEN", help="The token to act for, or - to read stdin."),
+    ],
+    subject_token_type: Annotated[
+        str,
+        typer.Option("--subject-token-type", metavar="TYPE", help="access_token (default), jwt or id_token."),
+    ] = "access_token",  # noqa: S107 -- a token type name, not a secret
+    scope: Annotated[str | None, typer.Option("--scope", metavar='"A B"', help="Narrower scopes.")] = None,
+    resource: Annotated[
+        list[str] | None, typer.Option("--resource", metavar="URI", help="Narrower audience (repeatable).")
+    ] = None,
+    audience: Annotated[
+        list[str] | None, typer.Option("--audience", metavar="NAME", help="Narrower audience (repeatable).")
+    ] = None,
+    expires_in: Annotated[
+        int | None, typer.Option("--expires-in", metavar="SECONDS", help="Ask for a shorter life.")
+    ] = None,
+    task: Annotated[str | None, typer.Option("--task", metavar="TASK_ID", help="Bind to a task.")] = None,
+    purpose: Annotated[
+        str | None, typer.Option("--purpose", metavar="TEXT", help="The task's purpose.")
+    ] = None,
+    no_dpop: Annotated[bool, typer.Option("--no-dpop", help="Ask for a bearer token.")] = False,
+    json_output: JsonFlag = False,
+) -> None:
+    """Exchange a subject token for one of this agent's, acting for its subject (RFC 8693)."""
+    details = task_details(task, purpose or (task and "delegated task"), [], [])
+    if subject_token == "-":
+        subject_token = sys.stdin.read().strip()
+    if not subject_token:
+        raise CliError("no subject token given")
+    if subject_token_type not in TOKEN_TYPES:
+        raise CliError(f"unknown --subject-token-type '{subject_token_type}': access_token, jwt or id_token")
+    client = _agent_client(agent, key, dpop=not no_dpop)
+    url = client.server_url
+    try:
+        token = client.exchange_token(
+            subject_token,
+            subject_token_type=TOKEN_TYPES[subject_token_type],
+            scope=scope,
+            resources=list(resource or []),
+            audiences=list(audience or []),
+            task=details,
+            expires_in=expires_in,
+        )
+    except TokenError as exc:
+        raise CliError(f"{exc.error}: {exc.description}" if exc.description else exc.error) from None
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        raise transport_error(exc, url) from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CliError(f"unexpected response from {url}: {type(exc).__name__}") from None
+    finally:
+        client.close()
+    if json_output:
+        emit_json(dataclasses.asdict(token))
+    else:
+        line(token.access_token)
+
+
+def _agent_client(agent: str, key: Path, *, dpop: bool) -> AgentClient:
+    private = read_private_jwk(key)
+    try:
+        return AgentClient(server_url(), agent, private, dpop=dpop)
+    except ValueError as exc:
+        raise CliError(f"cannot use key file '{key}': {exc}") from None
+
+
 @app.command("revoke")
 def revoke(
     jti: Annotated[str | None, typer.Option("--jti", metavar="JTI", help="One token, by its jti.")] = None,

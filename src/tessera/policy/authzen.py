@@ -37,7 +37,7 @@ from tessera.policy.authzen_requests import (
     EntityRef,
     Evaluation,
 )
-from tessera.policy.context import TokenFacts
+from tessera.policy.context import TokenFacts, delegation_from_claims
 from tessera.policy.decisions import DecisionService, Question
 from tessera.policy.entities import AGENT_TYPE, EntityIndex, Uid
 from tessera.policy.pdp import Decision
@@ -154,10 +154,12 @@ def delegation_depth(claims: dict[str, Any]) -> int:
 def token_facts(token: AccessToken) -> tuple[TokenFacts, list[str]]:
     task = next((d for d in token.authorization_details if d.get("type") == AGENT_TASK), {})
     resources = [r for r in task.get("resources", []) if isinstance(r, str)]
+    chain = delegation_from_claims(token.claims, MAX_DEPTH)
     facts = TokenFacts(
         task_id=str(task.get("task_id", "")),
         purpose=str(task.get("purpose", "")),
-        delegation_depth=delegation_depth(token.claims),
+        delegation_depth=chain.depth,
+        delegation=chain,
     )
     return facts, resources
 
@@ -234,7 +236,9 @@ class AuthZenService:
             token = self._check_token(raw)
         except JwsError as exc:
             raise TokenRejected(f"access token rejected: {exc}") from exc
-        if principal.type != AGENT_TYPE or principal.id != token.subject:
+        # The principal is the agent presenting the token: its client_id, which is also its
+        # sub unless the token was exchanged for someone else (RFC 8693: sub is the subject).
+        if principal.type != AGENT_TYPE or principal.id != token.client_id:
             raise TokenRejected("access token subject does not match the request's subject")
         return token_facts(token)
 

@@ -7,6 +7,11 @@
 ``task_id``        the token's ``agent_task`` task id (``""`` if none)
 ``purpose``        the token's task purpose (``""`` if none)
 ``delegation_depth`` how many actors the token's delegation chain holds (0)
+``delegation``     ``{"depth", "actors", "subject"}``: the RFC 8693 chain, actors
+                   earliest first, and the chain's original subject (``""``)
+``task``           ``{"id", "purpose", "resources", "actions", "deadline",
+                   "budget_remaining"}`` of the token's registered task
+                   (empty values, deadline 0 and budget -1 when there is none)
 ``network_zone``   the zone of ``client_ip`` in the configured CIDR table
 ``client_ip``      the address the request came from (``""`` if unknown)
 ``posture``        workload posture attributes passed by the PEP
@@ -44,12 +49,63 @@ def parse_zones(table: Mapping[str, str]) -> list[tuple[Network, str]]:
 
 
 @dataclass(frozen=True, slots=True)
+class Delegation:
+    """A token's delegation chain (RFC 8693 §4.1 ``act``), as policy sees it."""
+
+    depth: int = 0
+    #: Earliest actor first; the last one is the agent presenting the token.
+    actors: tuple[str, ...] = ()
+    #: The chain's original subject (the person or upstream identity acted for).
+    subject: str = ""
+
+    def as_context(self) -> dict[str, Any]:
+        return {"depth": int(self.depth), "actors": list(self.actors), "subject": self.subject}
+
+
+def delegation_from_claims(claims: Mapping[str, Any], limit: int = 32) -> Delegation:
+    """The chain a verified token's ``act`` claim names (outermost = the current actor)."""
+    actors: list[str] = []
+    act = claims.get("act")
+    while isinstance(act, dict) and len(actors) < limit:
+        actors.append(str(act.get("sub", "")))
+        act = act.get("act")
+    subject = claims.get("sub")
+    return Delegation(len(actors), tuple(reversed(actors)), subject if isinstance(subject, str) else "")
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFacts:
+    """A registered task's limits, as policy sees them (``context.task``)."""
+
+    id: str = ""
+    purpose: str = ""
+    resources: tuple[str, ...] = ()
+    actions: tuple[str, ...] = ()
+    #: Unix seconds; 0 when there is no task.
+    deadline: int = 0
+    #: Calls left; -1 when the task has no budget.
+    budget_remaining: int = -1
+
+    def as_context(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "purpose": self.purpose,
+            "resources": list(self.resources),
+            "actions": list(self.actions),
+            "deadline": int(self.deadline),
+            "budget_remaining": int(self.budget_remaining),
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class TokenFacts:
     """What the caller's token says about the task and delegation."""
 
     task_id: str = ""
     purpose: str = ""
     delegation_depth: int = 0
+    delegation: Delegation | None = None
+    task: TaskFacts | None = None
 
 
 class ContextBuilder:
@@ -91,7 +147,9 @@ class ContextBuilder:
             risk=int(risk),
             task_id=facts.task_id,
             purpose=facts.purpose,
-            delegation_depth=int(facts.delegation_depth),
+            delegation_depth=int(facts.delegation.depth if facts.delegation else facts.delegation_depth),
+            delegation=(facts.delegation or Delegation(depth=facts.delegation_depth)).as_context(),
+            task=(facts.task or TaskFacts(id=facts.task_id, purpose=facts.purpose)).as_context(),
             network_zone=self.zone_of(ip),
             client_ip=ip or "",
         )

@@ -8,13 +8,13 @@ logs loudly instead.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
 from tessera.audit.records import AuditEvent
 from tessera.audit.service import Auditor, RequestContext, event
 from tessera.clock import Clock
-from tessera.policy.context import ContextBuilder, TokenFacts
+from tessera.policy.context import ContextBuilder, TaskFacts, TokenFacts
 from tessera.policy.entities import AGENT_TYPE, Uid
 from tessera.policy.pdp import Decision, DecisionRequest, NoPolicyLoaded, PolicyDecisionPoint
 from tessera.tokens.revocation import RevocationState
@@ -34,6 +34,10 @@ class Question:
     token: TokenFacts | None = None
 
 
+class TaskCalls(Protocol):
+    def check_call(self, task_id: str) -> TaskFacts | str | None: ...
+
+
 class DecisionService:
     def __init__(
         self,
@@ -51,6 +55,8 @@ class DecisionService:
         self._revocation = revocation
         self._auditor = auditor
         self._fail_open = fail_open
+        #: Registered tasks (``tessera.access``), set by the runtime.
+        self.tasks: TaskCalls | None = None
 
     def request_for(self, question: Question, client_ip: str | None = None) -> DecisionRequest:
         """The Cedar request with Tessera's context added (see ``tessera.policy.context``)."""
@@ -70,12 +76,31 @@ class DecisionService:
         )
 
     def decide(self, questions: list[Question], caller: RequestContext) -> list[Decision]:
-        requests = [self.request_for(q, caller.ip) for q in questions]
+        checked = [self._with_task(q) for q in questions]
+        requests = [self.request_for(q, caller.ip) for q, _ in checked]
+        asked = [r for r, (_, refusal) in zip(requests, checked, strict=True) if refusal is None]
         try:
-            decisions = self.pdp.decide_batch(requests)
+            decided = iter(self.pdp.decide_batch(asked) if asked else [])
         except NoPolicyLoaded:
             return [self._denied(r, "no policy is active") for r in requests]
+        decisions = [
+            next(decided) if refusal is None else self._denied(r, refusal)
+            for r, (_, refusal) in zip(requests, checked, strict=True)
+        ]
         return self._record_all(requests, decisions, caller)
+
+    def _with_task(self, question: Question) -> tuple[Question, str | None]:
+        """A token bound to a registered task: its facts join the context, or the call is refused
+        (task closed or expired, budget used up). Each call takes one unit of a budget."""
+        token = question.token
+        if self.tasks is None or token is None or not token.task_id:
+            return question, None
+        outcome = self.tasks.check_call(token.task_id)
+        if outcome is None:
+            return question, None
+        if isinstance(outcome, str):
+            return question, outcome
+        return replace(question, token=replace(token, task=outcome)), None
 
     def _denied(self, request: DecisionRequest, reason: str) -> Decision:
         return Decision(False, "", self.pdp.version or "", (), (reason,))

@@ -55,6 +55,9 @@ def agent_entity(agent: Agent) -> dict[str, Any]:
             "state": agent.state.value,
             "scopes": list(agent.scopes),
             "labels": list(agent.labels),
+            # The jurisdiction the agent runs under: its ``region`` attribute (a federated
+            # identity gets its trusted issuer's), "" when it has none.
+            "region": agent.attributes.get("region", ""),
         },
         "parents": [{"type": OWNER_TYPE, "id": agent.owner}],
         "tags": dict(agent.attributes),

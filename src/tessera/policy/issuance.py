@@ -18,7 +18,7 @@ from typing import Any
 from tessera.clock import Clock
 from tessera.errors import AccessDenied, InvalidScope
 from tessera.identity.agents import Agent
-from tessera.policy.context import ContextBuilder, TokenFacts
+from tessera.policy.context import ContextBuilder, Delegation, TaskFacts, TokenFacts
 from tessera.policy.entities import AGENT_TYPE, Uid, agent_entity
 from tessera.policy.pdp import Decision, DecisionRequest, PolicyDecisionPoint, merge_obligations
 
@@ -62,9 +62,17 @@ class IssuancePolicy:
         audience: tuple[str, ...],
         authorization_details: tuple[dict[str, Any], ...],
         client_ip: str | None,
+        delegation: Delegation | None = None,
+        task_facts: TaskFacts | None = None,
     ) -> IssuanceDecision:
         task = next((d for d in authorization_details if d.get("type") == "agent_task"), {})
-        facts = TokenFacts(task_id=str(task.get("task_id", "")), purpose=str(task.get("purpose", "")))
+        facts = TokenFacts(
+            task_id=str(task.get("task_id", "")),
+            purpose=str(task.get("purpose", "")),
+            delegation_depth=delegation.depth if delegation else 0,
+            delegation=delegation,
+            task=task_facts,
+        )
         context = self._contexts.build(
             {"scopes": list(scopes), "task_resources": list(task.get("resources", []))},
             now=self._clock.now(),

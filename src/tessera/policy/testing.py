@@ -19,7 +19,8 @@ A test file (``tests/*.yaml`` in the bundle)::
         obligations: {}                      # optional
 
 Default context: noon on a Wednesday, ``agent_state`` "active", ``risk`` 0, no
-task, ``delegation_depth`` 0, ``network_zone`` "unknown", empty ``posture``.
+task, ``delegation_depth`` 0 (and an empty ``delegation`` and ``task``), ``network_zone``
+"unknown", empty ``posture``.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ DEFAULT_CONTEXT: dict[str, Any] = {
     "purpose": "",
     "task_resources": [],
     "delegation_depth": 0,
+    "delegation": {"depth": 0, "actors": [], "subject": ""},
+    "task": {"id": "", "purpose": "", "resources": [], "actions": [], "deadline": 0, "budget_remaining": -1},
     "network_zone": "unknown",
     "client_ip": "",
     "posture": {},

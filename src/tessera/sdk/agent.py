@@ -2,6 +2,7 @@
 
 client = AgentClient("http://127.0.0.1:8400", agent_id, private_jwk)
 token = client.fetch_token(scope="tickets:read", task={"task_id": "T-1", "purpose": "triage"})
+delegated = helper.exchange_token(token.access_token, scope="tickets:read")   # RFC 8693
 client.request("GET", "https://api.example/tickets", token)   # sends DPoP proof + token
 """
 
@@ -14,6 +15,10 @@ from typing import Any
 import httpx
 
 from tessera.sdk.proofs import client_assertion, dpop_proof, load_private_jwk
+
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"
 
 
 class TokenError(Exception):
@@ -66,17 +71,37 @@ class AgentClient:
         task: dict[str, Any] | None = None,
         expires_in: int | None = None,
     ) -> TokenResponse:
+        form: list[tuple[str, str]] = [("grant_type", "client_credentials")]
+        return self._token(form + _limits(scope, resources, task, expires_in))
+
+    def exchange_token(
+        self,
+        subject_token: str,
+        *,
+        subject_token_type: str = ACCESS_TOKEN_TYPE,
+        scope: str | None = None,
+        resources: list[str] | None = None,
+        audiences: list[str] | None = None,
+        task: dict[str, Any] | None = None,
+        expires_in: int | None = None,
+    ) -> TokenResponse:
+        """RFC 8693 token exchange: a token for this agent, acting for ``subject_token``'s subject.
+
+        With DPoP on, the proof is made with this agent's key, so a DPoP-bound subject
+        token can only be exchanged by the agent holding its key; a bearer subject
+        token gives a token bound to this agent's key.
+        """
+        form: list[tuple[str, str]] = [
+            ("grant_type", TOKEN_EXCHANGE),
+            ("subject_token", subject_token),
+            ("subject_token_type", subject_token_type),
+        ]
+        form += [("audience", audience) for audience in audiences or []]
+        return self._token(form + _limits(scope, resources, task, expires_in))
+
+    def _token(self, form: list[tuple[str, str]]) -> TokenResponse:
         meta = self.metadata()
         token_url = str(meta["token_endpoint"])
-        form: list[tuple[str, str]] = [("grant_type", "client_credentials")]
-        if scope is not None:
-            form.append(("scope", scope))
-        for resource in resources or []:
-            form.append(("resource", resource))
-        if task is not None:
-            form.append(("authorization_details", json.dumps([{"type": "agent_task", **task}])))
-        if expires_in is not None:
-            form.append(("expires_in", str(expires_in)))
         for _attempt in range(2):
             body = [
                 *form,
@@ -125,6 +150,21 @@ class AgentClient:
 
     def close(self) -> None:
         self._http.close()
+
+
+def _limits(
+    scope: str | None, resources: list[str] | None, task: dict[str, Any] | None, expires_in: int | None
+) -> list[tuple[str, str]]:
+    form: list[tuple[str, str]] = []
+    if scope is not None:
+        form.append(("scope", scope))
+    for resource in resources or []:
+        form.append(("resource", resource))
+    if task is not None:
+        form.append(("authorization_details", json.dumps([{"type": "agent_task", **task}])))
+    if expires_in is not None:
+        form.append(("expires_in", str(expires_in)))
+    return form
 
 
 def _group(pairs: list[tuple[str, str]]) -> dict[str, str | list[str]]:

@@ -25,7 +25,7 @@ from tessera.clock import SystemClock
 from tessera.ids import RandomIds
 from tessera.policy.bundle import Bundle
 from tessera.policy.compiled import CompiledBundle, compile_bundle
-from tessera.policy.context import ContextBuilder, TokenFacts
+from tessera.policy.context import ContextBuilder, TokenFacts, delegation_from_claims
 from tessera.policy.entities import AGENT_TYPE, EntityIndex, Uid
 from tessera.policy.pdp import Decision, DecisionRequest, PolicyDecisionPoint
 from tessera.sdk.agent import AgentClient, TokenResponse
@@ -39,12 +39,8 @@ def token_facts(token: AccessToken | None) -> TokenFacts | None:
     if token is None:
         return None
     task = next((d for d in token.authorization_details if d.get("type") == "agent_task"), {})
-    depth = 0
-    act = token.claims.get("act")
-    while isinstance(act, dict) and depth < 32:
-        depth += 1
-        act = act.get("act")
-    return TokenFacts(str(task.get("task_id", "")), str(task.get("purpose", "")), depth)
+    chain = delegation_from_claims(token.claims)
+    return TokenFacts(str(task.get("task_id", "")), str(task.get("purpose", "")), chain.depth, chain)
 
 
 class LocalPDP:

@@ -14,6 +14,7 @@ from tessera.audit.service import ADMIN, RequestContext
 from tessera.errors import InvalidClient, InvalidRequest, TesseraError
 from tessera.runtime import Runtime
 from tessera.server.errors import NO_STORE, error_response
+from tessera.tokens.grants.token_exchange import ISSUED_TOKEN_TYPE, SUBJECT_TOKEN_TYPES
 from tessera.tokens.introspection import Caller
 from tessera.tokens.requests import build_token_request
 
@@ -64,6 +65,9 @@ def metadata(runtime: Runtime) -> dict[str, Any]:
         "revocation_endpoint_auth_methods_supported": [*methods, "bearer"],
         "dpop_signing_alg_values_supported": ["ES256", "EdDSA", "Ed25519"],
         "authorization_details_types_supported": ["agent_task"],
+        # RFC 8693 has no registered metadata for these; listed so clients can discover them.
+        "token_exchange_subject_token_types_supported": sorted(SUBJECT_TOKEN_TYPES),
+        "token_exchange_issued_token_types_supported": [ISSUED_TOKEN_TYPE],
         "scopes_supported": [],
         "response_types_supported": [],
         "code_challenge_methods_supported": [],

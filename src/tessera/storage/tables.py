@@ -199,3 +199,48 @@ resources = Table(
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
 )
+
+# --- federation (tessera.federation) --------------------------------------------------------
+
+trusted_issuers = Table(
+    "trusted_issuers",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("issuer", String(512), nullable=False, unique=True),
+    Column("config", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# --- delegation and tasks (tessera.tasks, tessera.tokens.grants.token_exchange) -------------
+
+# External subject tokens (a person's token from a trusted issuer) reported revoked: they are
+# not in issued_tokens, but must not be exchanged again until they would have expired.
+revoked_external_tokens = Table(
+    "revoked_external_tokens",
+    metadata,
+    Column("token_id", String(64), primary_key=True),
+    Column("expires_at", Float, nullable=False),
+    Column("revoked_at", Float, nullable=False),
+    Column("reason", Text, nullable=True),
+)
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("agent_id", String(64), nullable=False),
+    Column("purpose", Text, nullable=False),
+    Column("resources", JSON, nullable=False),
+    Column("actions", JSON, nullable=False),
+    Column("deadline", Float, nullable=False),
+    Column("budget", Integer, nullable=True),
+    Column("used", Integer, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("closed_at", Float, nullable=True),
+    Column("closed_reason", Text, nullable=True),
+    Index("ix_tasks_agent", "agent_id", "state"),
+    Index("ix_tasks_state_deadline", "state", "deadline"),
+)

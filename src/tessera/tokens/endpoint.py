@@ -18,6 +18,7 @@ from tessera.errors import (
     UnsupportedGrantType,
     UseDPoPNonce,
 )
+from tessera.federation.keys import FEDERATION_ALGORITHMS
 from tessera.storage.single_use import single_use_key
 from tessera.tokens.client_auth import (
     MAX_ASSERTION_BYTES,
@@ -26,7 +27,7 @@ from tessera.tokens.client_auth import (
     SingleUse,
 )
 from tessera.tokens.dpop import NonceIssuer, verify_dpop_proof
-from tessera.tokens.grants import GrantHandler, ProofOfPossession
+from tessera.tokens.grants import ClientAuthenticationOptional, GrantHandler, ProofOfPossession
 from tessera.tokens.issuer import IssuedToken
 from tessera.tokens.jose import JwsError, parse_compact
 from tessera.tokens.requests import TokenRequest
@@ -38,7 +39,7 @@ class TokenEndpoint:
         *,
         clock: Clock,
         authenticator: ClientAuthenticator,
-        grants: list[GrantHandler],
+        grants: list[GrantHandler | ClientAuthenticationOptional],
         token_endpoint_url: str,
         dpop_max_age: float,
         leeway: float,
@@ -86,7 +87,7 @@ class TokenEndpoint:
             raise
         return issued
 
-    def _handle(self, request: TokenRequest) -> tuple[IssuedToken, AuthenticatedClient]:
+    def _handle(self, request: TokenRequest) -> tuple[IssuedToken, AuthenticatedClient | None]:
         if request.method != "POST":
             raise InvalidRequest("the token endpoint accepts only POST")
         if not request.grant_type:
@@ -95,6 +96,13 @@ class TokenEndpoint:
         if handler is None:
             raise UnsupportedGrantType(f"unsupported grant_type '{request.grant_type[:60]}'")
         now = self._clock.now()
+        if (
+            isinstance(handler, ClientAuthenticationOptional)
+            and handler.client_authentication_optional
+            and not presents_client_credentials(request)
+        ):
+            pop = self._proof_of_possession(request, now)
+            return handler.handle(request, None, pop), None
         try:
             client = self._authenticator.authenticate(request.params, request.authorization, now)
         except SQLAlchemyError as exc:
@@ -128,13 +136,36 @@ class TokenEndpoint:
         )
 
 
+def presents_client_credentials(request: TokenRequest) -> bool:
+    """Whether the request carries any client authentication (RFC 6749 §2.3, RFC 7523 §2.2)."""
+    params = request.params
+    basic = request.authorization is not None and request.authorization[:6].lower() == "basic "
+    return basic or any(
+        name in params for name in ("client_assertion", "client_assertion_type", "client_secret")
+    )
+
+
 def claimed_client(params: dict[str, str]) -> str | None:
     """The client id an assertion *claims* (its unverified ``sub``), to name refused requests."""
     assertion = params.get("client_assertion")
     if not assertion:
-        return None
+        return claimed_external_identity(params.get("assertion"))
     try:
         sub = parse_compact(assertion, max_bytes=MAX_ASSERTION_BYTES).claims.get("sub")
     except JwsError:
         return None
     return sub[:64] if isinstance(sub, str) else None
+
+
+def claimed_external_identity(assertion: str | None) -> str | None:
+    """``iss#sub`` a jwt-bearer assertion (RFC 7523 §2.1) *claims*, to name refused requests."""
+    if not assertion:
+        return None
+    try:
+        claims = parse_compact(assertion, max_bytes=16 * 1024, algorithms=FEDERATION_ALGORITHMS).claims
+    except JwsError:
+        return None
+    iss, sub = claims.get("iss"), claims.get("sub")
+    if not isinstance(iss, str) or not isinstance(sub, str):
+        return None
+    return f"{iss}#{sub}"[:200]

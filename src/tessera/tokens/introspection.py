@@ -16,19 +16,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from tessera.audit.service import Auditor, RequestContext, event, record_revocations
 from tessera.clock import Clock
-from tessera.errors import ServiceUnavailable, UnauthorizedClient
+from tessera.errors import ServiceUnavailable, TesseraError, UnauthorizedClient
 from tessera.identity.agents import Agent
 from tessera.identity.keys import PublicKey
-from tessera.storage.database import writing
+from tessera.policy.context import delegation_from_claims
+from tessera.storage.database import reading, writing
+from tessera.storage.tables import issued_tokens
 from tessera.tokens.access_tokens import AccessToken, verify_access_token
+from tessera.tokens.delegation import external_token_id, verify_token
 from tessera.tokens.jose import JwsError
-from tessera.tokens.revocation import RevocationState, revoke_tokens
+from tessera.tokens.revocation import RevocationState, revoke_external_token, revoke_tokens
 from tessera.tokens.signing_keys import KeyRing
+from tessera.tokens.subject_tokens import SubjectTokenVerifier
 
 log = logging.getLogger(__name__)
 _SYSTEM = RequestContext()
@@ -124,6 +128,14 @@ def introspection_response(token: AccessToken) -> dict[str, Any]:
         body["cnf"] = {"jkt": token.cnf_jkt}
     if token.authorization_details:
         body["authorization_details"] = list(token.authorization_details)
+    act = token.claims.get("act")
+    if isinstance(act, dict):
+        # RFC 8693 §4.1: the chain as the token nests it (outermost = current actor), plus
+        # the same chain flattened, earliest actor first, as policy sees it.
+        chain = delegation_from_claims(token.claims)
+        body["act"] = act
+        body["delegation"] = chain.as_context()
+    body["delegation_depth"] = delegation_from_claims(token.claims).depth
     return body
 
 
@@ -172,18 +184,66 @@ class Revoker:
         self._validator = validator
         self._revocation = revocation
         self._auditor = auditor
+        #: Verifiers of trusted external issuers (shared with the token exchange grant).
+        self.subject_verifiers: list[SubjectTokenVerifier] = []
 
     def revoke_token(self, token: str, caller: Caller, context: RequestContext = _SYSTEM) -> bool:
-        """RFC 7009 §2.1-2.2: revoke if valid and the caller may; invalid tokens are a no-op."""
+        """RFC 7009 §2.1-2.2: revoke if valid and the caller may; invalid tokens are a no-op.
+
+        Every token exchanged from it is revoked too. A token of a trusted external
+        issuer (a person's token that was a ``subject_token``) is accepted when it
+        verifies through one of ``subject_verifiers``: it cannot be exchanged again and
+        every token derived from it is revoked.
+        """
         try:
             verified = self._validator.verify(token, check_state=False)
         except JwsError:
-            return False
+            return self._revoke_external(token, caller, context)
         if not caller.admin and (caller.agent is None or caller.agent.id != verified.client_id):
             raise UnauthorizedClient("the token was not issued to this client")
         reason = "revoked via rfc 7009 endpoint"
         revoked = self.revoke(jti=verified.jti, reason=reason, context=context, agent=verified.client_id)
         return bool(revoked)
+
+    def _revoke_external(self, token: str, caller: Caller, context: RequestContext) -> bool:
+        now = self._clock.now()
+        external = self._verify_external(token, now)
+        if external is None:
+            return False
+        token_id, expires_at = external
+        if not caller.admin and (caller.agent is None or not self._holds_derived(caller.agent.id, token_id)):
+            raise UnauthorizedClient("no token derived from this subject token was issued to this client")
+        reason = "subject token revoked via rfc 7009 endpoint"
+        try:
+            with writing(self._engine) as conn:
+                revoked = revoke_external_token(
+                    conn, token_id=token_id, expires_at=expires_at, now=now, reason=reason
+                )
+                if self._auditor is not None:
+                    record_revocations(self._auditor, conn, context, revoked, agent_id=None, reason=reason)
+        except SQLAlchemyError as exc:
+            log.exception("revocation failed")
+            raise ServiceUnavailable("revocation could not be stored; the token is still live") from exc
+        self._revocation.mark_revoked(revoked)
+        return True
+
+    def _verify_external(self, token: str, now: float) -> tuple[str, float] | None:
+        try:
+            verified = verify_token(token, self.subject_verifiers, now)
+        except TesseraError:
+            return None
+        if verified.local:
+            return None
+        return external_token_id(verified.issuer, verified, token), verified.expires_at
+
+    def _holds_derived(self, agent_id: str, token_id: str) -> bool:
+        with reading(self._engine) as conn:
+            row = conn.execute(
+                select(issued_tokens.c.jti)
+                .where(issued_tokens.c.parent_jti == token_id, issued_tokens.c.agent_id == agent_id)
+                .limit(1)
+            ).first()
+        return row is not None
 
     def revoke(
         self,

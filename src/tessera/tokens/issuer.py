@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, insert, select
@@ -23,6 +23,7 @@ from tessera.errors import (
     InvalidAuthorizationDetails,
     InvalidClient,
     InvalidDPoPProof,
+    InvalidGrant,
     InvalidRequest,
     ServiceUnavailable,
     UnauthorizedClient,
@@ -33,7 +34,7 @@ from tessera.storage.audit import AuditHeadMissing
 from tessera.storage.database import writing
 from tessera.storage.group_commit import GroupCommit
 from tessera.storage.single_use import AlreadyUsed, SqlSingleUseStore
-from tessera.storage.tables import agents, issued_tokens
+from tessera.storage.tables import agents, issued_tokens, revoked_external_tokens, tasks
 from tessera.tokens.access_tokens import mint_access_token
 from tessera.tokens.authorization_details import task_id_of
 from tessera.tokens.client_auth import SingleUse
@@ -48,8 +49,12 @@ class AuditWriteFailed(Exception):
 
 
 def issued_event(auditor: Auditor, grant: TokenGrant, issued: IssuedToken) -> AuditEvent:
-    """The ``token.issued`` record: who got which token, for which task, under which policy."""
-    return event(
+    """The ``token.issued`` record: who got which token, for which task, under which policy.
+
+    For an exchanged token the record's ``delegation`` is the chain: the original
+    subject, then every actor, earliest first (the last is the agent that got it).
+    """
+    recorded = event(
         "token.issued",
         RequestContext(Actor(ActorType.AGENT, grant.agent.id), ip=grant.client_ip),
         subject=grant.agent.id,
@@ -66,8 +71,37 @@ def issued_event(auditor: Auditor, grant: TokenGrant, issued: IssuedToken) -> Au
             "expires_in": issued.expires_in,
             "token_type": issued.token_type,
             "client_auth": grant.client_method,
+            **delegation_data(grant),
+            **federation_data(grant),
         },
     )
+    act = grant.extra_claims.get("act")
+    if not isinstance(act, dict):
+        return recorded
+    actors: list[str] = []
+    while isinstance(act, dict):
+        actors.append(str(act.get("sub", "")))
+        act = act.get("act")
+    return replace(recorded, delegation=(grant.subject or "", *reversed(actors)))
+
+
+def federation_data(grant: TokenGrant) -> dict[str, Any]:
+    """For jwt-bearer tokens (RFC 7523): the external identity the token was traded for."""
+    federation = grant.extra_claims.get("federation")
+    if not isinstance(federation, dict):
+        return {}
+    return {"federation": {k: federation.get(k) for k in ("iss", "sub", "issuer_id")}}
+
+
+def delegation_data(grant: TokenGrant) -> dict[str, Any]:
+    """For exchanged tokens (RFC 8693): the chain's subject, its ``act`` and depth, the parent."""
+    act = grant.extra_claims.get("act")
+    if act is None:
+        return {}
+    depth, inner = 0, act
+    while isinstance(inner, dict):
+        depth, inner = depth + 1, inner.get("act")
+    return {"sub": grant.subject, "act": act, "delegation_depth": depth, "parent_jti": grant.parent_jti}
 
 
 _INSERT_ISSUED = insert(issued_tokens)  # built once; rows are passed as parameters
@@ -78,6 +112,49 @@ _AGENT_STATE = (
     .where(agents.c.id == bindparam("agent_id"))
     .with_for_update(read=True)
 )
+
+_PARENT_STATE = (
+    select(issued_tokens.c.revoked_at)
+    .where(issued_tokens.c.jti == bindparam("jti"))
+    .with_for_update(read=True)
+)
+
+_TASK_STATE = (
+    select(tasks.c.state, tasks.c.deadline, tasks.c.budget, tasks.c.used)
+    .where(tasks.c.id == bindparam("task_id"))
+    .with_for_update(read=True)
+)
+_EXTERNAL_REVOKED = select(revoked_external_tokens.c.token_id).where(
+    revoked_external_tokens.c.token_id == bindparam("token_id")
+)
+
+
+def check_parent_live(conn: Connection, grant: TokenGrant) -> None:
+    """An exchanged token is recorded only while the token it came from is unrevoked.
+
+    A revocation of a local parent either waits for this row (and then cascades to
+    it) or committed first and is seen here: no child outlives its parent.
+    """
+    if grant.parent_jti is None:
+        return
+    if grant.parent_local:
+        parent = conn.execute(_PARENT_STATE, {"jti": grant.parent_jti}).first()
+        gone = parent is None or parent.revoked_at is not None
+    else:
+        gone = conn.execute(_EXTERNAL_REVOKED, {"token_id": grant.parent_jti}).first() is not None
+    if gone:
+        raise InvalidGrant("subject token has been revoked")
+
+
+def check_task_open(conn: Connection, grant: TokenGrant, now: float) -> None:
+    """A token for a registered task is recorded only while the task is open (closing locks it)."""
+    if not grant.task_registered or grant.task_id is None:
+        return
+    task = conn.execute(_TASK_STATE, {"task_id": grant.task_id}).first()
+    if task is None or task.state != "open" or task.deadline <= now:
+        raise InvalidAuthorizationDetails(f"task '{grant.task_id[:128]}' is no longer open")
+    if task.budget is not None and task.used >= task.budget:
+        raise InvalidAuthorizationDetails(f"task '{grant.task_id[:128]}' has used its budget")
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +169,8 @@ class TokenGrant:
     authorization_details: tuple[dict[str, Any], ...] = ()
     client_single_use: SingleUse | None = None
     dpop_single_use: SingleUse | None = None
+    #: The ``jti`` of a jwt-bearer assertion (RFC 7523 §3 item 7), claimed with the token.
+    assertion_single_use: SingleUse | None = None
     extra_claims: dict[str, Any] = field(default_factory=dict)
     policy_version: str | None = None
     policies: tuple[str, ...] = ()
@@ -104,6 +183,12 @@ class TokenGrant:
     #: the token this one was exchanged from.
     subject: str | None = None
     parent_jti: str | None = None
+    #: Whether ``parent_jti`` is a token of this server (checked not revoked when recording).
+    parent_local: bool = False
+    #: RFC 8693 §2.2.1 ``issued_token_type``, answered by token exchanges.
+    issued_token_type: str | None = None
+    #: The ``agent_task`` names a registered task (``tessera.access``): re-checked when recording.
+    task_registered: bool = False
 
     @property
     def task_id(self) -> str | None:
@@ -122,6 +207,7 @@ class IssuedToken:
     policy_version: str | None = None
     policies: tuple[str, ...] = ()
     decision_ids: tuple[str, ...] = ()
+    issued_token_type: str | None = None
 
     @property
     def task_id(self) -> str | None:
@@ -137,6 +223,8 @@ class IssuedToken:
         }
         if self.authorization_details:
             body["authorization_details"] = list(self.authorization_details)
+        if self.issued_token_type:
+            body["issued_token_type"] = self.issued_token_type
         return body
 
 
@@ -192,6 +280,20 @@ class TokenIssuer:
         claims.update(grant.extra_claims)
         return claims
 
+    def _claim_single_uses(self, conn: Connection, grant: TokenGrant) -> None:
+        """The request's single-use values (RFC 7523 §3, RFC 9449 §11.1), claimed with the token."""
+        claims = (
+            (grant.client_single_use, InvalidClient, "client assertion jti has already been used"),
+            (grant.dpop_single_use, InvalidDPoPProof, "dpop proof jti has already been used"),
+            (grant.assertion_single_use, InvalidGrant, "assertion jti has already been used"),
+        )
+        for single_use, error, message in claims:
+            if single_use is not None:
+                try:
+                    self._single_use.claim(conn, single_use.key, single_use.expires_at)
+                except AlreadyUsed as exc:
+                    raise error(message) from exc
+
     def issue(self, grant: TokenGrant) -> IssuedToken:
         now = self._clock.now()
         key = self._keyring().signing_key(now)
@@ -231,18 +333,9 @@ class TokenIssuer:
             if state is None or not AgentStatus(LifecycleState(state.state), state.expires_at).usable_at(now):
                 current = "gone" if state is None else state.state
                 raise UnauthorizedClient(f"agent '{grant.agent.id}' is {current}; no tokens are issued to it")
-            if grant.client_single_use is not None:
-                try:
-                    self._single_use.claim(
-                        conn, grant.client_single_use.key, grant.client_single_use.expires_at
-                    )
-                except AlreadyUsed as exc:
-                    raise InvalidClient("client assertion jti has already been used") from exc
-            if grant.dpop_single_use is not None:
-                try:
-                    self._single_use.claim(conn, grant.dpop_single_use.key, grant.dpop_single_use.expires_at)
-                except AlreadyUsed as exc:
-                    raise InvalidDPoPProof("dpop proof jti has already been used") from exc
+            check_parent_live(conn, grant)
+            check_task_open(conn, grant, now)
+            self._claim_single_uses(conn, grant)
             conn.execute(_INSERT_ISSUED, row)
             if self._auditor is not None:
                 # The record commits with the token, in the same group commit: no token
@@ -263,6 +356,7 @@ class TokenIssuer:
             policy_version=grant.policy_version,
             policies=grant.policies,
             decision_ids=grant.decision_ids,
+            issued_token_type=grant.issued_token_type,
         )
         try:
             # Concurrent requests share one commit (one fsync); each still gets its own outcome.

@@ -73,8 +73,14 @@ def _decode_json_object(segment: str, what: str) -> dict[str, Any]:
     return value
 
 
-def parse_compact(value: str, *, max_bytes: int) -> CompactJws:
-    """Decode a compact JWS without trusting it; no signature is checked here."""
+def parse_compact(
+    value: str, *, max_bytes: int, algorithms: tuple[str, ...] = ASYMMETRIC_ALGORITHMS
+) -> CompactJws:
+    """Decode a compact JWS without trusting it; no signature is checked here.
+
+    ``algorithms`` is the set a caller can verify at all (federation adds RSA); each
+    key still narrows it when the signature is checked.
+    """
     if not isinstance(value, str) or not value:
         raise JwsError("empty jwt")
     if len(value) > max_bytes:
@@ -91,7 +97,7 @@ def parse_compact(value: str, *, max_bytes: int) -> CompactJws:
         raise JwsError("jws header has no alg")
     if alg.lower() == "none":
         raise JwsError("alg 'none' is not accepted")
-    if alg not in ASYMMETRIC_ALGORITHMS:
+    if alg not in algorithms:
         raise JwsError(f"alg '{alg[:20]}' is not accepted")
     for member in ("typ", "kid", "cty"):  # RFC 7515 §4.1.4, §4.1.9, §4.1.10
         if member in header and not isinstance(header[member], str):

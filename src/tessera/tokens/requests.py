@@ -20,6 +20,8 @@ class TokenRequest:
     dpop_proof: str | None = None
     client_ip: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    #: RFC 8693 §2.1: ``audience`` may repeat, like ``resource``.
+    audiences: tuple[str, ...] = ()
 
     @property
     def grant_type(self) -> str | None:
@@ -37,10 +39,13 @@ def build_token_request(
 ) -> TokenRequest:
     params: dict[str, str] = {}
     resources: list[str] = []
+    audiences: list[str] = []
     for name, value in pairs:
         if name == "resource":
             resources.append(value)
             continue
+        if name == "audience":
+            audiences.append(value)
         if name in params and name not in REPEATABLE:
             raise InvalidRequest(f"parameter '{name[:40]}' is repeated")
         params[name] = value
@@ -54,4 +59,5 @@ def build_token_request(
         authorization=authorization,
         dpop_proof=dpop_headers[0] if dpop_headers else None,
         client_ip=client_ip,
+        audiences=tuple(audiences),
     )

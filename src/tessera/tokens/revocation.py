@@ -14,12 +14,12 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, Engine, insert, select, update
 
 from tessera.events.change_feed import Change, publish
 from tessera.identity.agents import Agent, LifecycleState
 from tessera.storage.database import reading
-from tessera.storage.tables import agents, issued_tokens
+from tessera.storage.tables import agents, issued_tokens, revoked_external_tokens
 
 TOKENS_REVOKED = "tokens.revoked"
 AGENT_CHANGED = "agent"
@@ -48,8 +48,14 @@ class RevocationState:
                 )
             ).all()
             statuses = conn.execute(select(agents.c.id, agents.c.state, agents.c.expires_at)).all()
+            external = conn.execute(
+                select(revoked_external_tokens.c.token_id, revoked_external_tokens.c.expires_at).where(
+                    revoked_external_tokens.c.expires_at >= now - 3600
+                )
+            ).all()
         with self._lock:
             self._revoked = {row.jti: row.expires_at for row in revoked}
+            self._revoked.update({row.token_id: row.expires_at for row in external})
             self._agents = {
                 row.id: AgentStatus(LifecycleState(row.state), row.expires_at) for row in statuses
             }
@@ -99,6 +105,51 @@ def agent_change_payload(agent: Agent) -> dict[str, object]:
     return {"state": agent.state.value, "expires_at": agent.expires_at}
 
 
+_CHUNK = 500
+
+
+def _mark(conn: Connection, jtis: list[str], now: float, reason: str) -> None:
+    for start in range(0, len(jtis), _CHUNK):
+        conn.execute(
+            update(issued_tokens)
+            .where(
+                issued_tokens.c.jti.in_(jtis[start : start + _CHUNK]), issued_tokens.c.revoked_at.is_(None)
+            )
+            .values(revoked_at=now, revoked_reason=reason[:500])
+        )
+
+
+def _descendants(conn: Connection, roots: set[str], now: float, reason: str) -> dict[str, float]:
+    """Revoke every live token exchanged from ``roots``, transitively (RFC 8693 lineage).
+
+    Level by level: each level's rows are updated (and so locked) before their own
+    children are looked up, so an exchange recording a child of a locked parent
+    either commits first and is found, or waits and then sees its parent revoked.
+    ``seen`` stops any cycle; each level is read in chunks, so fan-out is bounded
+    by the chunk size per query, not per level.
+    """
+    revoked: dict[str, float] = {}
+    seen = set(roots)
+    frontier = sorted(roots)
+    while frontier:
+        children: list[tuple[str, float, bool]] = []
+        for start in range(0, len(frontier), _CHUNK):
+            rows = conn.execute(
+                select(issued_tokens.c.jti, issued_tokens.c.expires_at, issued_tokens.c.revoked_at).where(
+                    issued_tokens.c.parent_jti.in_(frontier[start : start + _CHUNK]),
+                    issued_tokens.c.expires_at >= now - 60,
+                )
+            ).all()
+            children.extend((row.jti, row.expires_at, row.revoked_at is None) for row in rows)
+        fresh = [(jti, exp, live) for jti, exp, live in children if jti not in seen]
+        seen.update(jti for jti, _, _ in fresh)
+        live = {jti: exp for jti, exp, is_live in fresh if is_live}
+        _mark(conn, list(live), now, reason)
+        revoked.update(live)
+        frontier = sorted(jti for jti, _, _ in fresh)
+    return revoked
+
+
 def revoke_tokens(
     conn: Connection,
     *,
@@ -110,8 +161,10 @@ def revoke_tokens(
 ) -> dict[str, float]:
     """Mark live tokens revoked in the caller's transaction and publish them on the feed.
 
-    Exactly one of ``jti``, ``agent_id`` or ``task_id`` selects the tokens.
-    Returns ``{jti: expires_at}`` of the tokens newly revoked.
+    Exactly one of ``jti``, ``agent_id`` or ``task_id`` selects the tokens; every
+    token exchanged from them (``parent_jti``, transitively) is revoked with them.
+    ``jti`` may also be the id of an external subject token, which has no row of its
+    own but may have descendants. Returns ``{jti: expires_at}`` of the tokens newly revoked.
     """
     selectors = [s for s in (jti, agent_id, task_id) if s is not None]
     if len(selectors) != 1:
@@ -123,21 +176,45 @@ def revoke_tokens(
         if agent_id is not None
         else issued_tokens.c.task_id == task_id
     )
-    live = conn.execute(
-        select(issued_tokens.c.jti, issued_tokens.c.expires_at).where(
-            condition, issued_tokens.c.revoked_at.is_(None), issued_tokens.c.expires_at >= now - 60
+    selected = conn.execute(
+        select(issued_tokens.c.jti, issued_tokens.c.expires_at, issued_tokens.c.revoked_at).where(
+            condition, issued_tokens.c.expires_at >= now - 60
         )
     ).all()
-    revoked = {row.jti: row.expires_at for row in live}
+    revoked = {row.jti: row.expires_at for row in selected if row.revoked_at is None}
+    _mark(conn, list(revoked), now, reason)
+    roots = {row.jti for row in selected}
+    if jti is not None:
+        roots.add(jti)
+    cascade_reason = f"{reason} (cascade: derived from a revoked token)"
+    revoked.update(_descendants(conn, roots, now, cascade_reason))
     if not revoked:
         return {}
-    jtis = list(revoked)
-    for start in range(0, len(jtis), 500):
-        conn.execute(
-            update(issued_tokens)
-            .where(issued_tokens.c.jti.in_(jtis[start : start + 500]), issued_tokens.c.revoked_at.is_(None))
-            .values(revoked_at=now, revoked_reason=reason[:500])
-        )
     subject = jti or agent_id or task_id or ""
     publish(conn, TOKENS_REVOKED, subject, {"tokens": revoked, "reason": reason[:200]}, now)
     return revoked
+
+
+def revoke_external_token(
+    conn: Connection, *, token_id: str, expires_at: float, now: float, reason: str
+) -> dict[str, float]:
+    """Remember an external subject token as revoked and revoke every token derived from it.
+
+    ``token_id`` is the id token exchange gives the external token (its ``parent_jti``).
+    The returned map includes ``token_id`` itself, so it is refused at exchange on
+    every replica until it would have expired anyway.
+    """
+    known = conn.execute(
+        select(revoked_external_tokens.c.token_id).where(revoked_external_tokens.c.token_id == token_id)
+    ).first()
+    if known is None:
+        conn.execute(
+            insert(revoked_external_tokens).values(
+                token_id=token_id, expires_at=expires_at, revoked_at=now, reason=reason[:500]
+            )
+        )
+        publish(
+            conn, TOKENS_REVOKED, token_id, {"tokens": {token_id: expires_at}, "reason": reason[:200]}, now
+        )
+    derived = revoke_tokens(conn, now=now, reason=reason, jti=token_id)
+    return {**({token_id: expires_at} if known is None else {}), **derived}

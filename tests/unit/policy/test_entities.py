@@ -118,6 +118,7 @@ def test_an_agent_entity_carries_registry_fields_and_tags() -> None:
             "state": "suspended",
             "scopes": ["records:read"],
             "labels": ["a"],
+            "region": "",
         },
         "parents": [{"type": "Owner", "id": "ana@example.com"}],
         "tags": {"role": "research"},

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
+from tessera.policy.context import TaskFacts
 from tessera.tokens.client_auth import AuthenticatedClient, SingleUse
-from tessera.tokens.issuer import IssuedToken
+from tessera.tokens.issuer import IssuedToken, TokenGrant
 from tessera.tokens.requests import TokenRequest
 
 
@@ -26,3 +27,28 @@ class GrantHandler(Protocol):
     def handle(
         self, request: TokenRequest, client: AuthenticatedClient, pop: ProofOfPossession | None
     ) -> IssuedToken: ...
+
+
+@runtime_checkable
+class ClientAuthenticationOptional(Protocol):
+    """A grant whose client authentication is optional (RFC 7523 §3.1 for ``jwt-bearer``).
+
+    The endpoint authenticates a client that presents credentials, as for every
+    grant; a request without any reaches ``handle`` with ``client=None``. Grants
+    without this marker always require client authentication.
+    """
+
+    grant_type: str
+    client_authentication_optional: bool
+
+    def can_handle(self, request: TokenRequest) -> bool: ...
+
+    def handle(
+        self, request: TokenRequest, client: AuthenticatedClient | None, pop: ProofOfPossession | None
+    ) -> IssuedToken: ...
+
+
+class TaskBinder(Protocol):
+    """Applies a registered task's limits to a grant (``tessera.access.task_service``)."""
+
+    def bind(self, grant: TokenGrant, *, delegated: bool = False) -> tuple[TokenGrant, TaskFacts | None]: ...

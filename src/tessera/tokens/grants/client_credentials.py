@@ -17,7 +17,7 @@ from tessera.identity.agents import SCOPE_TOKEN, Agent
 from tessera.policy.issuance import IssuancePolicy
 from tessera.tokens.authorization_details import parse_authorization_details
 from tessera.tokens.client_auth import AuthenticatedClient
-from tessera.tokens.grants import ProofOfPossession
+from tessera.tokens.grants import ProofOfPossession, TaskBinder
 from tessera.tokens.issuer import IssuedToken, TokenGrant, TokenIssuer
 from tessera.tokens.requests import TokenRequest
 
@@ -73,6 +73,7 @@ class ClientCredentialsGrant:
         default_ttl: int,
         max_ttl: int,
         policy: IssuancePolicy | None = None,
+        tasks: TaskBinder | None = None,
     ) -> None:
         self._issuer = issuer
         self._clock = clock
@@ -80,6 +81,7 @@ class ClientCredentialsGrant:
         self._default_ttl = default_ttl
         self._max_ttl = max_ttl
         self._policy = policy
+        self._tasks = tasks
 
     def can_handle(self, request: TokenRequest) -> bool:
         return request.grant_type == GRANT_TYPE
@@ -109,6 +111,9 @@ class ClientCredentialsGrant:
             client_method=client.method,
             client_ip=request.client_ip,
         )
+        task = None
+        if self._tasks is not None:
+            grant, task = self._tasks.bind(grant)
         if self._policy is not None:
             verdict = self._policy.check(
                 agent,
@@ -116,6 +121,7 @@ class ClientCredentialsGrant:
                 audience=grant.audience,
                 authorization_details=grant.authorization_details,
                 client_ip=request.client_ip,
+                task_facts=task,
             )
             grant = replace(
                 grant,

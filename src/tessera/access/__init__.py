@@ -1,0 +1,1 @@
+"""Task-bound authority: tasks now; just-in-time grants and approvals later."""

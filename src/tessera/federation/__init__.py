@@ -1,0 +1,1 @@
+"""Identity federation: trusted issuers, safe JWKS fetching, claim mapping (RFC 7523, RFC 8693)."""
