@@ -13,6 +13,12 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, delete
 
+from tessera.access.binding import ApprovalEnforcer
+from tessera.access.flows import ActionRequests, TokenApprovals
+from tessera.access.grants import GRANT_CHANGED, GrantService
+from tessera.access.notify import Notifier
+from tessera.access.rules import ApprovalDefaults
+from tessera.access.service import AccessService
 from tessera.audit.forwarder import AuditForwarder
 from tessera.audit.records import SecretHasher
 from tessera.audit.service import Auditor, RequestContext
@@ -23,6 +29,7 @@ from tessera.config import Settings
 from tessera.events.change_feed import Change, ChangeFollower, latest_seq
 from tessera.identity.admin_credentials import ADMIN_CHANGED, AdminCredentials
 from tessera.identity.agents import Agent
+from tessera.identity.people import PeopleService
 from tessera.identity.service import AgentService
 from tessera.ids import IdGenerator, RandomIds
 from tessera.policy.bundle import load_bundle
@@ -39,6 +46,7 @@ from tessera.storage.tables import changes
 from tessera.tokens.client_auth import ClientAuthenticator
 from tessera.tokens.dpop import NonceIssuer
 from tessera.tokens.endpoint import TokenEndpoint
+from tessera.tokens.grants.ciba import CibaGrant
 from tessera.tokens.grants.client_credentials import ClientCredentialsGrant
 from tessera.tokens.introspection import Introspector, Revoker, TokenValidator
 from tessera.tokens.issuer import TokenIssuer
@@ -138,6 +146,7 @@ class Runtime:
             auditor=self.auditor,
             max_token_bytes=settings.max_token_bytes,
         )
+        self._build_access()
         nonces = (
             NonceIssuer(self.sealer.derive("tessera/dpop-nonce/v1"), settings.dpop_nonce_lifetime)
             if settings.dpop_nonce_required
@@ -154,7 +163,9 @@ class Runtime:
                     default_ttl=settings.access_token_ttl,
                     max_ttl=settings.max_access_token_ttl,
                     policy=IssuancePolicy(self.pdp, self.contexts, self.clock),
-                )
+                    approvals=self.token_approvals,
+                ),
+                CibaGrant(self.issuer_service, self.clock, self.token_approvals),
             ],
             token_endpoint_url=settings.token_endpoint,
             dpop_max_age=settings.dpop_proof_max_age,
@@ -178,6 +189,60 @@ class Runtime:
         self._forwarder: AuditForwarder | None = None
         self._stop = threading.Event()
         self._maintenance: threading.Thread | None = None
+
+    def _build_access(self) -> None:
+        """People, just-in-time access and approvals (``tessera.access``)."""
+        settings = self.settings
+        self.notifier = Notifier(
+            tuple(settings.approval_webhook_urls),
+            allow_private_callbacks=settings.access_callback_allow_private,
+        )
+        self.people = PeopleService(
+            self.engine, self.clock, self.ids, self.sealer, self.auditor, token_ttl=settings.person_token_ttl
+        )
+        self.grants = GrantService(
+            self.engine,
+            self.clock,
+            self.ids,
+            self.auditor,
+            revocation=self.revocation,
+            notifier=self.notifier,
+            break_glass_max_ttl=settings.break_glass_max_ttl,
+        )
+        self.access = AccessService(
+            self.engine,
+            self.clock,
+            self.ids,
+            self.auditor,
+            grants=self.grants,
+            notifier=self.notifier,
+            defaults=ApprovalDefaults(
+                default_group=settings.approval_default_group,
+                escalation_groups=tuple(settings.approval_escalation_groups),
+                escalate_after=settings.approval_escalate_after,
+                timeout=settings.approval_timeout,
+                grant_ttl=settings.access_grant_ttl,
+                grant_max_ttl=settings.access_grant_max_ttl,
+            ),
+            auth_req_key=self.sealer.derive("tessera/auth-req-id/v1"),
+            poll_interval=settings.ciba_poll_interval,
+            risk_of=self.agent_risk,
+            lookup_agent=self.lookup_agent,
+        )
+        self.decisions.approvals = ApprovalEnforcer(self.clock, self.grants)
+        self.action_requests = ActionRequests(self.access, self.decisions, self.entities)
+        self.token_approvals = TokenApprovals(
+            self.access,
+            self.grants,
+            self.clock,
+            default_audience=self.issuer,
+            max_ttl=settings.max_access_token_ttl,
+        )
+
+    def agent_risk(self, agent_id: str) -> int:
+        """The agent's current risk score (0-100): the one place approvals read it. It is 0,
+        as in every decision's ``context.risk``, until behaviour detection feeds scores."""
+        return 0
 
     def keyring(self) -> KeyRing:
         return self._keyring
@@ -206,6 +271,7 @@ class Runtime:
         self.revocation.load(self.engine, self.clock.now())
         self.entities.set_agents(self.agents.list())
         self.resources.load()
+        self.grants.load()
         self.policies.ensure_active()
         settings = self.settings
         if settings.policy_bundle is not None:
@@ -232,8 +298,10 @@ class Runtime:
         self.follower.on(AGENT_CHANGED, self._reload_agent_entity)
         self.follower.on(POLICY_CHANGED, self.policies.on_change)
         self.follower.on(RESOURCE_CHANGED, self.resources.on_change)
+        self.follower.on(GRANT_CHANGED, self.grants.on_change)
         if background:
             self._start_sinks()
+            self.notifier.start()
             self.audit_writer.start()
             self.follower.start()
             self._maintenance = threading.Thread(
@@ -270,6 +338,7 @@ class Runtime:
         if self.keys.rotate_if_due():
             self.reload_keys()
         self.audit_writer.checkpoint_if_due()
+        self.access.maintain()
         self.revocation.prune(now, self.settings.clock_leeway)
         with writing(self.engine) as conn:
             SqlSingleUseStore().prune(conn, now)
@@ -294,6 +363,7 @@ class Runtime:
 
     def stop(self) -> None:
         self._stop.set()
+        self.notifier.stop()
         self.audit_writer.stop()
         if self._forwarder is not None:
             self._forwarder.stop()

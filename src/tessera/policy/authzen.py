@@ -47,6 +47,7 @@ from tessera.tokens.authorization_details import AGENT_TASK
 from tessera.tokens.jose import JwsError
 
 ACCESS_TOKEN_KEY = "access_token"
+APPROVAL_DETAIL = "tessera_approval"  # tessera.access.requests.APPROVAL_DETAIL
 MAX_DEPTH = 32
 MAX_NAME = 256
 _LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
@@ -158,6 +159,7 @@ def token_facts(token: AccessToken) -> tuple[TokenFacts, list[str]]:
         task_id=str(task.get("task_id", "")),
         purpose=str(task.get("purpose", "")),
         delegation_depth=delegation_depth(token.claims),
+        approval=next((d for d in token.authorization_details if d.get("type") == APPROVAL_DETAIL), None),
     )
     return facts, resources
 

@@ -50,6 +50,8 @@ class TokenFacts:
     task_id: str = ""
     purpose: str = ""
     delegation_depth: int = 0
+    #: The token's ``tessera_approval`` authorization_details entry, if it was issued under one.
+    approval: dict[str, Any] | None = None
 
 
 class ContextBuilder:

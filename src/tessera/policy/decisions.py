@@ -9,7 +9,7 @@ logs loudly instead.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from tessera.audit.records import AuditEvent
 from tessera.audit.service import Auditor, RequestContext, event
@@ -20,6 +20,23 @@ from tessera.policy.pdp import Decision, DecisionRequest, NoPolicyLoaded, Policy
 from tessera.tokens.revocation import RevocationState
 
 AUDIT_UNAVAILABLE = "audit log unavailable; denied (fail closed)"
+
+
+class ApprovalCheck(Protocol):
+    """Holds permits that need a person's approval to the approval the token carries
+    (:class:`tessera.access.binding.ApprovalEnforcer`)."""
+
+    def enforce(
+        self,
+        decision: Decision,
+        principal: Uid,
+        action: str,
+        resource: Uid,
+        *,
+        context: dict[str, Any],
+        approval: dict[str, Any] | None,
+        caller: RequestContext,
+    ) -> Decision: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +68,8 @@ class DecisionService:
         self._revocation = revocation
         self._auditor = auditor
         self._fail_open = fail_open
+        #: Set by the runtime once just-in-time access exists; ``None`` leaves decisions as they are.
+        self.approvals: ApprovalCheck | None = None
 
     def request_for(self, question: Question, client_ip: str | None = None) -> DecisionRequest:
         """The Cedar request with Tessera's context added (see ``tessera.policy.context``)."""
@@ -69,12 +88,30 @@ class DecisionService:
             question.principal, question.action, question.resource, context, question.entities
         )
 
-    def decide(self, questions: list[Question], caller: RequestContext) -> list[Decision]:
+    def decide(
+        self, questions: list[Question], caller: RequestContext, *, enforce_approvals: bool = True
+    ) -> list[Decision]:
+        """Decide and record; ``enforce_approvals=False`` returns permits that need approval as
+        they are (for the access-request flow, which then asks a person)."""
         requests = [self.request_for(q, caller.ip) for q in questions]
         try:
             decisions = self.pdp.decide_batch(requests)
         except NoPolicyLoaded:
             return [self._denied(r, "no policy is active") for r in requests]
+        if enforce_approvals and self.approvals is not None:
+            check = self.approvals
+            decisions = [
+                check.enforce(
+                    d,
+                    q.principal,
+                    q.action,
+                    q.resource,
+                    context=q.context,
+                    approval=q.token.approval if q.token else None,
+                    caller=caller,
+                )
+                for q, d in zip(questions, decisions, strict=True)
+            ]
         return self._record_all(requests, decisions, caller)
 
     def _denied(self, request: DecisionRequest, reason: str) -> Decision:

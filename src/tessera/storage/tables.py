@@ -240,6 +240,7 @@ access_requests = Table(
     Column("purpose", Text, nullable=False),
     Column("asked", JSON, nullable=False),
     Column("asked_hash", String(64), nullable=False),
+    Column("audience", JSON, nullable=False),
     Column("status", String(16), nullable=False),
     Column("groups", JSON, nullable=False),
     Column("group_index", Integer, nullable=False),

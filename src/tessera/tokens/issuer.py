@@ -23,6 +23,7 @@ from tessera.errors import (
     InvalidAuthorizationDetails,
     InvalidClient,
     InvalidDPoPProof,
+    InvalidGrant,
     InvalidRequest,
     ServiceUnavailable,
     UnauthorizedClient,
@@ -104,6 +105,8 @@ class TokenGrant:
     #: the token this one was exchanged from.
     subject: str | None = None
     parent_jti: str | None = None
+    #: A single-use value the grant redeems (a CIBA ``auth_req_id``), claimed with the token.
+    redemption: SingleUse | None = None
 
     @property
     def task_id(self) -> str | None:
@@ -192,6 +195,24 @@ class TokenIssuer:
         claims.update(grant.extra_claims)
         return claims
 
+    def _claim_single_use_values(self, conn: Connection, grant: TokenGrant) -> None:
+        """The request's one-time values, in the token's transaction: a replay loses here."""
+        if grant.client_single_use is not None:
+            try:
+                self._single_use.claim(conn, grant.client_single_use.key, grant.client_single_use.expires_at)
+            except AlreadyUsed as exc:
+                raise InvalidClient("client assertion jti has already been used") from exc
+        if grant.dpop_single_use is not None:
+            try:
+                self._single_use.claim(conn, grant.dpop_single_use.key, grant.dpop_single_use.expires_at)
+            except AlreadyUsed as exc:
+                raise InvalidDPoPProof("dpop proof jti has already been used") from exc
+        if grant.redemption is not None:
+            try:
+                self._single_use.claim(conn, grant.redemption.key, grant.redemption.expires_at)
+            except AlreadyUsed as exc:
+                raise InvalidGrant("auth_req_id has already been redeemed") from exc
+
     def issue(self, grant: TokenGrant) -> IssuedToken:
         now = self._clock.now()
         key = self._keyring().signing_key(now)
@@ -231,18 +252,7 @@ class TokenIssuer:
             if state is None or not AgentStatus(LifecycleState(state.state), state.expires_at).usable_at(now):
                 current = "gone" if state is None else state.state
                 raise UnauthorizedClient(f"agent '{grant.agent.id}' is {current}; no tokens are issued to it")
-            if grant.client_single_use is not None:
-                try:
-                    self._single_use.claim(
-                        conn, grant.client_single_use.key, grant.client_single_use.expires_at
-                    )
-                except AlreadyUsed as exc:
-                    raise InvalidClient("client assertion jti has already been used") from exc
-            if grant.dpop_single_use is not None:
-                try:
-                    self._single_use.claim(conn, grant.dpop_single_use.key, grant.dpop_single_use.expires_at)
-                except AlreadyUsed as exc:
-                    raise InvalidDPoPProof("dpop proof jti has already been used") from exc
+            self._claim_single_use_values(conn, grant)
             conn.execute(_INSERT_ISSUED, row)
             if self._auditor is not None:
                 # The record commits with the token, in the same group commit: no token
@@ -267,7 +277,7 @@ class TokenIssuer:
         try:
             # Concurrent requests share one commit (one fsync); each still gets its own outcome.
             self._commits.run(record)
-        except (InvalidClient, InvalidDPoPProof):
+        except (InvalidClient, InvalidDPoPProof, InvalidGrant):
             raise
         except AuditWriteFailed as exc:
             log.error("audit append failed; token refused: %s", exc)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from tessera.tokens.client_auth import AuthenticatedClient, SingleUse
-from tessera.tokens.issuer import IssuedToken
+from tessera.tokens.issuer import IssuedToken, TokenGrant
 from tessera.tokens.requests import TokenRequest
 
 
@@ -26,3 +26,29 @@ class GrantHandler(Protocol):
     def handle(
         self, request: TokenRequest, client: AuthenticatedClient, pop: ProofOfPossession | None
     ) -> IssuedToken: ...
+
+
+class PendingApproval(Exception):
+    """Policy wants a person's approval: the token endpoint answers with the CIBA
+    acknowledgement (OpenID CIBA Core 1.0 §7.3: ``auth_req_id``, ``expires_in``,
+    ``interval``) instead of a token."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        super().__init__("approval pending")
+        self.body = body
+
+
+class ApprovalGate(Protocol):
+    """What a grant calls when policy wants approval (:class:`tessera.access.flows.TokenApprovals`)."""
+
+    def token_needs_approval(
+        self,
+        grant: TokenGrant,
+        obligations: dict[str, str],
+        *,
+        policy_version: str | None,
+        policies: tuple[str, ...],
+        callback_token: str | None,
+    ) -> None:
+        """Return to issue anyway (break-glass), or raise :class:`PendingApproval`."""
+        ...

@@ -52,6 +52,7 @@ def upgrade() -> None:
         sa.Column("purpose", sa.Text(), nullable=False),
         sa.Column("asked", sa.JSON(), nullable=False),
         sa.Column("asked_hash", sa.String(length=64), nullable=False),
+        sa.Column("audience", sa.JSON(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("groups", sa.JSON(), nullable=False),
         sa.Column("group_index", sa.Integer(), nullable=False),
