@@ -14,6 +14,7 @@ from tessera.audit.service import ADMIN, RequestContext
 from tessera.errors import InvalidClient, InvalidRequest, TesseraError
 from tessera.runtime import Runtime
 from tessera.server.errors import NO_STORE, error_response
+from tessera.tokens.grants import PendingApproval
 from tessera.tokens.introspection import Caller
 from tessera.tokens.requests import build_token_request
 
@@ -102,6 +103,9 @@ async def token(request: Request) -> Response:
             client_ip=request.client.host if request.client else None,
         )
         issued = await run_in_threadpool(endpoint.handle, token_request)
+    except PendingApproval as pending:
+        # OpenID CIBA Core 1.0 §7.3: a person must approve; poll with the CIBA grant.
+        return JSONResponse(pending.body, headers=NO_STORE)
     except TesseraError as exc:
         if (
             isinstance(exc, InvalidClient)
