@@ -52,7 +52,8 @@ def test_a_large_payment_waits_for_a_person_then_the_token_works_for_exactly_tha
 ) -> None:
     answer = ask(payments, pay_bot, payment(pay_bot.id, 50_000, "globex"))
     assert answer["status"] == "approval_pending"
-    assert answer["interval"] == 5 and answer["expires_in"] == 3600
+    assert answer["interval"] == 5
+    assert answer["expires_in"] == 3600
     with pytest.raises(AuthorizationPending):
         poll(payments, pay_bot, answer["auth_req_id"])
     # Without an approval, the PDP answers deny for the large payment, naming the obligation.
@@ -79,7 +80,8 @@ def test_a_large_payment_waits_for_a_person_then_the_token_works_for_exactly_tha
         assert any("hash mismatch" in e for e in answer_for_changed["context"]["errors"])
 
     records = [r["type"] for r in audit_records(payments.engine) if r["type"].startswith("access.")]
-    assert "access.requested" in records and "access.approved" in records
+    assert "access.requested" in records
+    assert "access.approved" in records
     voted = audit_records(payments.engine, "approval.approved")[-1]
     assert voted["actor"] == {"type": "person", "id": "alice@example.com"}
 
