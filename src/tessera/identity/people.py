@@ -19,7 +19,7 @@ from typing import Any
 import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Connection, Engine, insert, select, update
 
 from tessera.audit.records import Actor, ActorType
 from tessera.audit.service import Auditor, RequestContext, event
@@ -44,6 +44,10 @@ ISSUER_NAME = "Tessera"
 _HASHER = PasswordHasher()
 #: Verified against when the username is unknown, so a miss costs what a hit costs.
 _DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(16))
+
+
+class _TotpRefused(Exception):
+    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +250,16 @@ class PeopleService:
                 return step + offset
         return -1
 
+    def _claim_totp(self, conn: Connection, person_id: str, sealed: bytes, code: str, now: float) -> None:
+        step = self._check_totp(person_id, sealed, code, now)
+        if step < 0:
+            raise _TotpRefused("wrong totp code")
+        try:
+            key = single_use_key("totp", person_id, str(step))
+            self._single_use.claim(conn, key, (step + TOTP_WINDOW + 2) * TOTP_STEP)
+        except AlreadyUsed:
+            raise _TotpRefused("totp code already used") from None
+
     def login(self, username: str, password: str, totp: str | None, ip: str | None) -> PersonalToken:
         """Password, then TOTP where the role needs it; any failure is the same 401."""
         now = self._clock.now()
@@ -273,39 +287,34 @@ class PeopleService:
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         token_id = self._ids.new("pat")
         expires = now + self._token_ttl
-        with writing(self._engine) as conn:
-            if row.role in TOTP_ROLES:
-                step = self._check_totp(row.id, row.totp_sealed, totp or "", now)
-                why = "wrong totp code" if step < 0 else None
-                if step >= 0:
-                    try:
-                        key = single_use_key("totp", row.id, str(step))
-                        self._single_use.claim(conn, key, (step + TOTP_WINDOW + 2) * TOTP_STEP)
-                    except AlreadyUsed:
-                        why = "totp code already used"
-                if why is not None:
-                    self._auditor.record_async(
-                        event("person.login_failed", context, subject=username, reason=why)
+        try:
+            with writing(self._engine) as conn:
+                if row.role in TOTP_ROLES:
+                    self._claim_totp(conn, row.id, row.totp_sealed, totp or "", now)
+                conn.execute(
+                    insert(person_tokens).values(
+                        id=token_id,
+                        token_hash=token_hash(token),
+                        person_id=row.id,
+                        created_at=now,
+                        expires_at=expires,
                     )
-                    raise refused
-            conn.execute(
-                insert(person_tokens).values(
-                    id=token_id,
-                    token_hash=token_hash(token),
-                    person_id=row.id,
-                    created_at=now,
-                    expires_at=expires,
                 )
+                self._auditor.record_in(
+                    conn,
+                    event(
+                        "person.login",
+                        context,
+                        subject=username,
+                        data={"token_id": token_id, "expires_at": expires},
+                    ),
+                )
+        except _TotpRefused as exc:
+            # Recorded after the transaction ends: the writer must not wait on this one's lock.
+            self._auditor.record_async(
+                event("person.login_failed", context, subject=username, reason=str(exc))
             )
-            self._auditor.record_in(
-                conn,
-                event(
-                    "person.login",
-                    context,
-                    subject=username,
-                    data={"token_id": token_id, "expires_at": expires},
-                ),
-            )
+            raise refused from None
         return PersonalToken(token, token_id, expires, _person(row))
 
     def verify_token(self, token: str | None) -> Person | None:
