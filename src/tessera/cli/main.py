@@ -9,7 +9,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from tessera.cli import agents, audit, keys, policy, resources, serve, tokens
+from tessera.cli import access, agents, approvals, audit, keys, people, policy, resources, serve, tokens
 from tessera.cli.client import CliError
 from tessera.cli.output import error
 
@@ -74,6 +74,12 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(policy.app, name="policy")
 app.add_typer(resources.app, name="resource")
 app.add_typer(audit.app, name="audit")
+app.add_typer(people.app, name="user")
+app.command("login")(people.login)
+app.command("logout")(people.logout)
+app.command("whoami")(people.whoami)
+app.add_typer(approvals.app, name="approvals")
+app.add_typer(access.app, name="access")
 
 
 def main() -> None:
