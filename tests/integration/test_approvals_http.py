@@ -128,6 +128,13 @@ def test_people_roles_and_a_payment_approved_through_ciba(
     assert_error(
         alice.post(f"/admin/v1/approvals/{pending.request_id}/approve", json={"asked_hash": "0" * 64}), 409
     )
+    # The bootstrap admin credential is no person: it cannot approve.
+    assert_error(
+        admin.post(
+            f"/admin/v1/approvals/{pending.request_id}/approve", json={"asked_hash": shown["asked_hash"]}
+        ),
+        401,
+    )
     approved = alice.post(
         f"/admin/v1/approvals/{pending.request_id}/approve",
         json={"asked_hash": shown["asked_hash"], "reason": "invoice checked"},

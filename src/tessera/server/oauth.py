@@ -65,6 +65,8 @@ def metadata(runtime: Runtime) -> dict[str, Any]:
         "revocation_endpoint_auth_methods_supported": [*methods, "bearer"],
         "dpop_signing_alg_values_supported": ["ES256", "EdDSA", "Ed25519"],
         "authorization_details_types_supported": ["agent_task"],
+        # OpenID CIBA Core 1.0 §4: approvals are polled (or pinged) at the token endpoint.
+        "backchannel_token_delivery_modes_supported": ["poll", "ping"],
         "scopes_supported": [],
         "response_types_supported": [],
         "code_challenge_methods_supported": [],

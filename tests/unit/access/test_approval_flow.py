@@ -307,3 +307,70 @@ def test_only_approvers_answer(payments: Runtime, pay_bot: Client) -> None:
     for person in (auditor, admin):
         with pytest.raises(Forbidden, match="only approvers"):
             approve(payments, person, answer["request_id"])
+
+
+def test_a_token_request_that_needs_approval_is_answered_per_ciba_and_issued_as_asked(
+    payments: Runtime, pay_bot: Client, alice: Staff
+) -> None:
+    """Path (a): client_credentials with authorization_details; the issue_token policy wants a person."""
+    from tessera.policy.bundle import Bundle, load_bundle
+    from tessera.tokens.grants import PendingApproval
+    from tests.unit.access.conftest import EXAMPLE
+    from tests.unit.helpers import request_token
+
+    files = dict(load_bundle(EXAMPLE).files)
+    files["tokens.cedar"] = files["tokens.cedar"].replace(
+        '@id("issue-tokens-within-registered-scopes")',
+        '@id("issue-tokens-within-registered-scopes")\n@approval("payments-approvers")',
+    )
+    payments.policies.apply(Bundle(files), RequestContext())
+    task = '[{"type":"agent_task","task_id":"PAYRUN-9","purpose":"monthly payroll","actions":["pay"]}]'
+    with pytest.raises(PendingApproval) as pending:
+        request_token(payments, pay_bot, scope="payments:write", authorization_details=task)
+    body = pending.value.body
+    shown = payments.access.show(body["request_id"])
+    assert shown["task_id"] == "PAYRUN-9"
+    assert shown["asked"]["scope"] == ["payments:write"]
+    approve(payments, alice, body["request_id"])
+    issued = poll(payments, pay_bot, body["auth_req_id"])
+    assert issued.scope == "payments:write"
+    kinds = [d["type"] for d in unverified_claims(issued.access_token)["authorization_details"]]
+    assert kinds == ["agent_task", APPROVAL_DETAIL]
+
+
+def test_a_ping_callback_tells_the_agent_its_result_is_ready(payments: Runtime, alice: Staff) -> None:
+    """CIBA §10.2: POST {auth_req_id} with the client_notification_token to the registered endpoint."""
+    from tessera.access.notify import Delivery
+    from tessera.identity.service import NewAgent
+    from tessera.sdk.proofs import generate_private_jwk, public_jwk
+
+    jwk = generate_private_jwk("ES256")
+    agent = payments.agents.create(
+        NewAgent(
+            name="pay-bot",
+            owner="olivia@example.com",
+            scopes=("access:request",),
+            attributes={"role": "payments", "ciba_notification_endpoint": "https://agent.example/cb"},
+            segment="payments",
+            jwks=(public_jwk(jwk),),
+        )
+    )
+    sent: list[Delivery] = []
+    payments.notifier.allow_private_callbacks = True  # no DNS in unit tests; the SSRF check is tested apart
+    payments.notifier._post = lambda d: sent.append(d) or 200  # type: ignore[method-assign,func-returns-value]
+    client = Client(agent, jwk)
+    answer = ask(payments, client, payment(agent.id, 20_000), callback_token="cb-secret-1")
+    approve(payments, alice, answer["request_id"])
+    payments.notifier.drain()
+    pings = [d for d in sent if d.url == "https://agent.example/cb"]
+    assert len(pings) == 1
+    assert pings[0].body == {"auth_req_id": answer["auth_req_id"]}
+    assert pings[0].headers == {"Authorization": "Bearer cb-secret-1"}
+
+
+def test_oversized_and_missing_auth_req_ids_are_invalid_requests(payments: Runtime, pay_bot: Client) -> None:
+    from tessera.errors import InvalidRequest
+
+    for value in ("x" * 300, ""):
+        with pytest.raises(InvalidRequest):
+            poll(payments, pay_bot, value)
