@@ -267,7 +267,7 @@ class AccessService:
         view["current_risk"] = self.risk(request.agent_id)
         view["recent_activity"] = [
             {
-                "ts_ms": r.ts_ms,
+                "at": r.ts_ms / 1000,
                 "type": r.type,
                 "outcome": (r.decision or {}).get("outcome"),
                 "action": r.data.get("action"),

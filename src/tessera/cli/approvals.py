@@ -85,8 +85,8 @@ def show(request_id: str, json_output: JsonFlag = False) -> None:
     activity = view.get("recent_activity", [])
     table(
         "recent activity",
-        ("ts_ms", "type", "outcome", "action", "resource"),
-        [[a.get(c) for c in ("ts_ms", "type", "outcome", "action", "resource")] for a in activity],
+        ("at", "type", "outcome", "action", "resource"),
+        [[a.get(c) for c in ("at", "type", "outcome", "action", "resource")] for a in activity],
     )
 
 

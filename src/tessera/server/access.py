@@ -28,7 +28,7 @@ from tessera.server.admin import Admin, AdminCall, require_roles
 from tessera.server.api_auth import ApiCaller, token_caller
 from tessera.server.errors import NO_STORE
 from tessera.server.oauth import runtime_of
-from tessera.server.schemas import Strict
+from tessera.server.schemas import Strict, iso
 from tessera.tokens.grants.client_credentials import requested_audience
 
 SCOPE = "access:request"
@@ -73,6 +73,28 @@ class BreakGlass(Strict):
 
 class Review(Strict):
     note: str = Field(min_length=1, max_length=2000)
+
+
+TIME_FIELDS = frozenset(
+    {"created_at", "expires_at", "decided_at", "escalate_at", "revoked_at", "reviewed_at", "at"}
+)
+
+
+def with_times(view: dict[str, Any]) -> dict[str, Any]:
+    """The view with its epoch times as RFC 3339 UTC, like the rest of the admin API."""
+    converted: dict[str, Any] = _times(view)
+    return converted
+
+
+def _times(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: iso(v) if k in TIME_FIELDS and isinstance(v, int | float) else with_times(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [with_times(v) for v in value]
+    return value
 
 
 def _string(body: dict[str, Any], name: str, limit: int) -> str | None:
@@ -151,12 +173,12 @@ def list_approvals(
         except ValueError as exc:
             raise ValidationFailed(f"unknown status '{status}'") from exc
     found = call.runtime.access.list(status=wanted, agent_id=agent, limit=limit)
-    return {"requests": [request_summary(r) for r in found]}
+    return with_times({"requests": [request_summary(r) for r in found]})
 
 
 @router.get("/approvals/{request_id}")
 def show_approval(request_id: str, call: Reader) -> dict[str, Any]:
-    return call.runtime.access.show(request_id)
+    return with_times(call.runtime.access.show(request_id))
 
 
 @router.post("/approvals/{request_id}/approve")
@@ -177,9 +199,11 @@ def approve(request_id: str, body: Approve, call: Approver) -> dict[str, Any]:
 def deny(request_id: str, body: Deny, call: Approver) -> dict[str, Any]:
     if call.person is None:
         raise UnauthorizedClient("approvals need a person")
-    return call.runtime.access.vote(
-        request_id, call.person, approve=False, reason=body.reason, shown_hash=None, context=call.context
-    ).view()
+    return with_times(
+        call.runtime.access.vote(
+            request_id, call.person, approve=False, reason=body.reason, shown_hash=None, context=call.context
+        ).view()
+    )
 
 
 # --- grants and break-glass -----------------------------------------------------------------
@@ -198,12 +222,14 @@ def list_grants(
         raise ValidationFailed(f"unknown grant kind '{kind}'") from exc
     now = call.runtime.clock.now()
     found = call.runtime.grants.list(agent_id=agent, kind=wanted, active_only=active)
-    return {"grants": [g.view(now) for g in found]}
+    return with_times({"grants": [g.view(now) for g in found]})
 
 
 @router.post("/access/grants/{grant_id}/revoke")
 def revoke_grant(grant_id: str, body: Revoke, call: Admin) -> dict[str, Any]:
-    return call.runtime.grants.revoke(grant_id, body.reason, call.context).view(call.runtime.clock.now())
+    return with_times(
+        call.runtime.grants.revoke(grant_id, body.reason, call.context).view(call.runtime.clock.now())
+    )
 
 
 @router.post("/access/break-glass", status_code=201)
@@ -211,7 +237,7 @@ def break_glass(body: BreakGlass, call: Admin) -> dict[str, Any]:
     runtime = call.runtime
     runtime.agents.get(body.agent_id)  # 404 for an unknown agent
     grant = runtime.grants.grant_break_glass(body.agent_id, body.justification, body.duration, call.context)
-    return grant.view(runtime.clock.now())
+    return with_times(grant.view(runtime.clock.now()))
 
 
 @router.get("/access/break-glass")
@@ -223,7 +249,7 @@ def list_break_glass(call: Auditors) -> dict[str, Any]:
         view = grant.view(now)
         view["uses"] = len(runtime.grants.uses(grant.id))
         views.append(view)
-    return {"grants": views}
+    return with_times({"grants": views})
 
 
 @router.get("/access/break-glass/{grant_id}")
@@ -233,9 +259,11 @@ def show_break_glass(grant_id: str, call: Auditors) -> dict[str, Any]:
     view["uses"] = [
         {"ts_ms": r.ts_ms, "actor": r.actor.get("id"), "data": r.data} for r in runtime.grants.uses(grant_id)
     ]
-    return view
+    return with_times(view)
 
 
 @router.post("/access/break-glass/{grant_id}/review")
 def review_break_glass(grant_id: str, body: Review, call: Auditors) -> dict[str, Any]:
-    return call.runtime.grants.review(grant_id, body.note, call.context).view(call.runtime.clock.now())
+    return with_times(
+        call.runtime.grants.review(grant_id, body.note, call.context).view(call.runtime.clock.now())
+    )

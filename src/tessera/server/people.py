@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from tessera.errors import Unauthorized
 from tessera.identity.people import MAX_PASSWORD
+from tessera.server.access import with_times
 from tessera.server.admin import Admin, AdminCall, require_roles
 from tessera.server.oauth import bearer_token, runtime_of
 from tessera.server.schemas import Strict
@@ -43,7 +44,7 @@ async def login(body: Login, request: Request) -> dict[str, Any]:
         "token": issued.token,
         "token_type": "Bearer",
         "token_id": issued.id,
-        "expires_at": issued.expires_at,
+        "expires_at": with_times({"expires_at": issued.expires_at})["expires_at"],
         "username": issued.person.username,
         "role": issued.person.role,
     }
@@ -59,7 +60,7 @@ def logout(call: Anyone, request: Request) -> dict[str, Any]:
 
 @auth.get("/whoami")
 def whoami(call: Anyone) -> dict[str, Any]:
-    return call.person.view() if call.person else {}
+    return with_times(call.person.view()) if call.person else {}
 
 
 @router.post("", status_code=201)
@@ -67,29 +68,29 @@ def create_user(body: UserCreate, call: Admin) -> dict[str, Any]:
     enrolment = call.runtime.people.create(
         body.username, body.role, body.password, tuple(body.groups), call.context
     )
-    view = enrolment.person.view()
+    view = with_times(enrolment.person.view())
     view["otpauth_uri"] = enrolment.otpauth_uri
-    return view
+    return dict(view)
 
 
 @router.get("")
 def list_users(call: Admin) -> dict[str, Any]:
-    return {"users": [p.view() for p in call.runtime.people.list()]}
+    return with_times({"users": [p.view() for p in call.runtime.people.list()]})
 
 
 @router.get("/{username}")
 def show_user(username: str, call: Admin) -> dict[str, Any]:
-    return call.runtime.people.get(username).view()
+    return with_times(call.runtime.people.get(username).view())
 
 
 @router.post("/{username}/disable")
 def disable_user(username: str, call: Admin) -> dict[str, Any]:
-    return call.runtime.people.disable(username, call.context).view()
+    return with_times(call.runtime.people.disable(username, call.context).view())
 
 
 @router.post("/{username}/reset-totp")
 def reset_totp(username: str, call: Admin) -> dict[str, Any]:
     enrolment = call.runtime.people.reset_totp(username, call.context)
-    view = enrolment.person.view()
+    view = with_times(enrolment.person.view())
     view["otpauth_uri"] = enrolment.otpauth_uri
-    return view
+    return dict(view)
