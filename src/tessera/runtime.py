@@ -16,6 +16,7 @@ from sqlalchemy import Engine, delete
 from tessera.access.binding import ApprovalEnforcer
 from tessera.access.flows import ActionRequests, TokenApprovals
 from tessera.access.grants import GRANT_CHANGED, GrantService
+from tessera.access.maintenance import maintain as maintain_requests
 from tessera.access.notify import Notifier
 from tessera.access.rules import ApprovalDefaults
 from tessera.access.service import AccessService
@@ -338,7 +339,7 @@ class Runtime:
         if self.keys.rotate_if_due():
             self.reload_keys()
         self.audit_writer.checkpoint_if_due()
-        self.access.maintain()
+        maintain_requests(self.access)
         self.revocation.prune(now, self.settings.clock_leeway)
         with writing(self.engine) as conn:
             SqlSingleUseStore().prune(conn, now)

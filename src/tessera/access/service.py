@@ -17,7 +17,6 @@ from __future__ import annotations
 import builtins
 import hashlib
 import hmac
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +25,7 @@ from sqlalchemy import Connection, Engine, insert, select, update
 
 from tessera.access.canonical import asked_hash
 from tessera.access.grants import GrantKind, GrantService
+from tessera.access.notices import RequestNotices
 from tessera.access.notify import Notifier
 from tessera.access.requests import AccessRequest, Kind, Status, Vote, request_from_row
 from tessera.access.rules import ApprovalDefaults, approval_rules, grant_ttl, needs_approval
@@ -52,7 +52,6 @@ from tessera.storage.tables import access_requests, approval_votes
 from tessera.tokens.sealing import b64url_encode
 
 SLOW_DOWN_STEP = 5  # CIBA §11 / RFC 8628 §3.5: "increase the interval by 5 seconds"
-CALLBACK_ATTRIBUTE = "ciba_notification_endpoint"
 ACTIVITY_LIMIT = 10
 MAX_REASON = 500
 
@@ -77,17 +76,6 @@ def auth_req_hash(auth_req_id: str) -> str:
     return hashlib.sha256(auth_req_id.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def summary(request: AccessRequest) -> str:
-    asked = request.asked
-    if request.kind is Kind.ACTION:
-        resource = asked.get("resource", {})
-        context = json.dumps(asked.get("context", {}), sort_keys=True)[:300]
-        return f"{asked.get('action')} on {resource.get('type')}::{resource.get('id')} with {context}"
-    return (
-        f"a token with scope '{' '.join(asked.get('scope', []))}' for {', '.join(asked.get('audience', []))}"
-    )
-
-
 class AccessService:
     def __init__(
         self,
@@ -104,15 +92,15 @@ class AccessService:
         risk_of: Callable[[str], int],
         lookup_agent: Callable[[str], Agent | None],
     ) -> None:
-        self._engine = engine
-        self._clock = clock
+        self.engine = engine
+        self.clock = clock
         self._ids = ids
-        self._auditor = auditor
+        self.auditor = auditor
         self.grants = grants
-        self._notifier = notifier
         self.defaults = defaults
         self._poll_interval = poll_interval
         self._auth_req_key = auth_req_key
+        self.notices = RequestNotices(notifier, lookup_agent, self.auth_req_id)
         self._risk_of = risk_of
         self._lookup_agent = lookup_agent
 
@@ -136,7 +124,7 @@ class AccessService:
         audience: tuple[str, ...] = (),
     ) -> Opened:
         """Store the request: approved at once (policy permits) or pending a person's answer."""
-        now = self._clock.now()
+        now = self.clock.now()
         pending = needs_approval(obligations)
         rules = approval_rules(obligations, self.defaults, resource_owner)
         ttl = grant_ttl(duration, rules.max_ttl, self.defaults.grant_ttl)
@@ -172,9 +160,9 @@ class AccessService:
             "escalate_after": rules.escalate_after if pending else None,
             "escalate_at": now + rules.escalate_after if pending and rules.escalate_after else None,
         }
-        with writing(self._engine) as conn:
+        with writing(self.engine) as conn:
             conn.execute(insert(access_requests).values(**row))
-            self._auditor.record_in(
+            self.auditor.record_in(
                 conn,
                 event(
                     "access.requested",
@@ -201,7 +189,7 @@ class AccessService:
                     self._approve(conn, stored, granted_by="policy", kind=GrantKind.JIT)
         request = self.get(request_id)
         if pending:
-            self._notify_approvers("Approval needed", request)
+            self.notices.approvers("Approval needed", request)
         return Opened(auth_req_id, request)
 
     def auth_req_id(self, request_id: str) -> str:
@@ -230,7 +218,7 @@ class AccessService:
         )
 
     def get(self, request_id: str) -> AccessRequest:
-        with reading(self._engine) as conn:
+        with reading(self.engine) as conn:
             request = self._load(conn, request_id)
         if request is None:
             raise NotFound(f"no access request '{request_id[:80]}'")
@@ -244,12 +232,20 @@ class AccessService:
             query = query.where(access_requests.c.status == status.value)
         if agent_id is not None:
             query = query.where(access_requests.c.agent_id == agent_id)
-        with reading(self._engine) as conn:
+        with reading(self.engine) as conn:
             rows = conn.execute(query.order_by(access_requests.c.created_at.desc()).limit(limit)).all()
-        return [request_from_row(r) for r in rows]
+            cast = conn.execute(
+                select(approval_votes)
+                .where(approval_votes.c.request_id.in_([r.id for r in rows]))
+                .order_by(approval_votes.c.created_at)
+            ).all()
+        votes: dict[str, builtins.list[Vote]] = {}
+        for v in cast:
+            votes.setdefault(v.request_id, []).append(Vote(v.username, v.decision, v.reason, v.created_at))
+        return [request_from_row(r, tuple(votes.get(r.id, ()))) for r in rows]
 
     def recent_activity(self, agent_id: str) -> builtins.list[AuditRecord]:
-        with reading(self._engine) as conn:
+        with reading(self.engine) as conn:
             return SqlAuditStore().search(
                 conn, AuditFilter(agent=agent_id), limit=ACTIVITY_LIMIT, newest_first=True
             )
@@ -282,9 +278,9 @@ class AccessService:
 
     def poll(self, auth_req_id: str, agent_id: str) -> AccessRequest:
         """The approved request, ready to redeem; otherwise raise the CIBA §11 error."""
-        now = self._clock.now()
+        now = self.clock.now()
         outcome: Exception | None = None
-        with writing(self._engine) as conn:
+        with writing(self.engine) as conn:
             row = conn.execute(
                 select(access_requests)
                 .where(access_requests.c.auth_req_hash == auth_req_hash(auth_req_id))
@@ -319,7 +315,7 @@ class AccessService:
         raise outcome
 
     def redeemed(self, request: AccessRequest, jti: str) -> None:
-        with writing(self._engine) as conn:
+        with writing(self.engine) as conn:
             conn.execute(
                 update(access_requests)
                 .where(access_requests.c.id == request.id, access_requests.c.status == Status.APPROVED.value)
@@ -348,9 +344,9 @@ class AccessService:
             raise ValidationFailed("asked_hash is required: approve exactly what you were shown")
         if not approve and not reason:
             raise ValidationFailed("a reason is required to deny")
-        now = self._clock.now()
+        now = self.clock.now()
         final: str | None = None
-        with writing(self._engine) as conn:
+        with writing(self.engine) as conn:
             request = self._load(conn, request_id, lock=True)
             if request is None:
                 raise NotFound(f"no access request '{request_id[:80]}'")
@@ -381,7 +377,7 @@ class AccessService:
                     created_at=now,
                 )
             )
-            self._auditor.record_in(
+            self.auditor.record_in(
                 conn,
                 event(
                     f"approval.{'approved' if approve else 'denied'}",
@@ -395,7 +391,7 @@ class AccessService:
             )
             approvals = 1 + sum(1 for v in request.votes if v.decision == "approve")
             if not approve:
-                self._close(conn, request, Status.DENIED, reason, context)
+                self.close(conn, request, Status.DENIED, reason, context)
                 final = "denied"
             elif approvals >= request.approvals_required:
                 approvers = [*(v.username for v in request.votes if v.decision == "approve"), person.username]
@@ -403,11 +399,11 @@ class AccessService:
                 final = "approved"
         updated = self.get(request_id)
         if final is not None:
-            self._ping(updated)
+            self.notices.ping(updated)
         return updated
 
     def _approve(self, conn: Connection, request: AccessRequest, *, granted_by: str, kind: GrantKind) -> None:
-        now = self._clock.now()
+        now = self.clock.now()
         expires = now + request.ttl
         grant_id = self.grants.insert(
             conn,
@@ -423,7 +419,7 @@ class AccessService:
             .where(access_requests.c.id == request.id)
             .values(status=Status.APPROVED.value, decided_at=now, grant_id=grant_id, expires_at=expires)
         )
-        self._auditor.record_in(
+        self.auditor.record_in(
             conn,
             event(
                 "access.approved" if kind is GrantKind.APPROVAL else "access.granted",
@@ -441,7 +437,7 @@ class AccessService:
             ),
         )
 
-    def _close(
+    def close(
         self,
         conn: Connection,
         request: AccessRequest,
@@ -449,13 +445,13 @@ class AccessService:
         reason: str | None,
         context: RequestContext,
     ) -> None:
-        now = self._clock.now()
+        now = self.clock.now()
         conn.execute(
             update(access_requests)
             .where(access_requests.c.id == request.id)
             .values(status=status.value, decided_at=now, decision_reason=reason)
         )
-        self._auditor.record_in(
+        self.auditor.record_in(
             conn,
             event(
                 f"access.{status.value}",
@@ -467,77 +463,3 @@ class AccessService:
                 data={"request_id": request.id, "asked_hash": request.asked_hash},
             ),
         )
-
-    # --- time passes -----------------------------------------------------------------
-
-    def maintain(self) -> tuple[int, int]:
-        """Expire unanswered requests and escalate overdue ones; returns (expired, escalated)."""
-        now = self._clock.now()
-        expired: list[AccessRequest] = []
-        escalated: list[AccessRequest] = []
-        with writing(self._engine) as conn:
-            rows = conn.execute(
-                select(access_requests)
-                .where(access_requests.c.status == Status.PENDING.value)
-                .where((access_requests.c.expires_at <= now) | (access_requests.c.escalate_at <= now))
-                .with_for_update()
-                .limit(500)
-            ).all()
-            for row in rows:
-                request = request_from_row(row)
-                if now >= request.expires_at:
-                    self._close(conn, request, Status.EXPIRED, "no answer in time", RequestContext())
-                    expired.append(request)
-                    continue
-                more = request.group_index + 1 < len(request.groups)
-                index = request.group_index + 1 if more else request.group_index
-                after = request.escalate_after
-                again = after is not None and index + 1 < len(request.groups)
-                conn.execute(
-                    update(access_requests)
-                    .where(access_requests.c.id == request.id)
-                    .values(group_index=index, escalate_at=now + after if again and after else None)
-                )
-                if more:
-                    self._auditor.record_in(
-                        conn,
-                        event(
-                            "access.escalated",
-                            RequestContext(),
-                            subject=request.agent_id,
-                            task_id=request.task_id,
-                            data={"request_id": request.id, "approver_group": request.groups[index]},
-                        ),
-                    )
-                    escalated.append(request)
-        for request in escalated:
-            self._notify_approvers("Approval escalated", self.get(request.id))
-        for request in expired:
-            self._ping(request)
-        self.grants.break_glass.prune(now)
-        return len(expired), len(escalated)
-
-    # --- notifications ---------------------------------------------------------------
-
-    def _notify_approvers(self, title: str, request: AccessRequest) -> None:
-        self._notifier.approvers(
-            f"{title}: agent {request.agent_id} asks for {summary(request)}"[:150],
-            [
-                f"*request* `{request.id}` (hash `{request.asked_hash[:16]}…`)",
-                f"*agent* {request.agent_id}, owned by {request.owner}",
-                f"*task* {request.task_id or '-'}: {request.purpose}",
-                f"*asks* {summary(request)}",
-                f"*for* {request.ttl} s; *risk* {request.risk}",
-                f"*approvers* {', '.join(request.eligible_groups)} ({request.approvals_required} needed)",
-                f"`tessera approvals show {request.id}`",
-            ],
-        )
-
-    def _ping(self, request: AccessRequest) -> None:
-        """CIBA §10.2 ping mode: tell the agent its result is ready, if it asked to be told."""
-        if not request.callback_token:
-            return
-        agent = self._lookup_agent(request.agent_id)
-        url = agent.attributes.get(CALLBACK_ATTRIBUTE) if agent is not None else None
-        if url:
-            self._notifier.ping(url, self.auth_req_id(request.id), request.callback_token)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from tessera.access.maintenance import maintain
 from tessera.access.requests import APPROVAL_DETAIL, Status
 from tessera.audit.service import RequestContext
 from tessera.clock import ManualClock
@@ -154,7 +155,7 @@ def test_an_unanswered_request_expires(
     clock.advance(3600)
     with pytest.raises(ExpiredToken):
         poll(payments, pay_bot, answer["auth_req_id"])
-    payments.access.maintain()
+    maintain(payments.access)
     assert payments.access.get(answer["request_id"]).status is Status.EXPIRED
     with pytest.raises(Conflict, match="expired"):
         approve(payments, alice, answer["request_id"])
@@ -168,9 +169,9 @@ def test_an_unanswered_request_escalates_to_the_next_group(
     with pytest.raises(Forbidden, match="not in the approver groups"):
         approve(payments, lead, answer["request_id"])
     clock.advance(899)
-    assert payments.access.maintain() == (0, 0)
+    assert maintain(payments.access) == (0, 0)
     clock.advance(1)
-    assert payments.access.maintain() == (0, 1)
+    assert maintain(payments.access) == (0, 1)
     assert payments.access.get(answer["request_id"]).eligible_groups == (
         "payments-approvers",
         "finance-leads",
@@ -374,3 +375,18 @@ def test_oversized_and_missing_auth_req_ids_are_invalid_requests(payments: Runti
     for value in ("x" * 300, ""):
         with pytest.raises(InvalidRequest):
             poll(payments, pay_bot, value)
+
+
+def test_the_list_counts_approvals_so_far(payments: Runtime, ops_bot: Client, alice: Staff) -> None:
+    from tessera.access.flows import request_summary
+
+    body = {
+        "subject": {"type": "Agent", "id": ops_bot.id},
+        "action": {"name": "delete"},
+        "resource": {"type": "Resource", "id": "orders-db"},
+        "context": {},
+    }
+    answer = ask(payments, ops_bot, body, purpose="drop the stale orders table")
+    approve(payments, alice, answer["request_id"])
+    (listed,) = [request_summary(r) for r in payments.access.list(status=Status.PENDING)]
+    assert (listed["approvals"], listed["approvals_required"]) == (1, 2)
