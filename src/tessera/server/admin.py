@@ -79,7 +79,7 @@ def authenticate_staff(
                 route,
                 Actor(ActorType.ADMIN, None),
                 Unauthorized(
-                    "admin credential or personal token required (Authorization: Bearer <token>)",
+                    "admin credential required (Authorization: Bearer <admin or personal token>)",
                     headers={"WWW-Authenticate": 'Bearer realm="tessera-admin"'},
                 ),
             )
@@ -143,7 +143,7 @@ class AdminGate:
                 # The route never runs, so the refusal is recorded here.
                 response = error_response(
                     Unauthorized(
-                        "admin credential or personal token required (Authorization: Bearer <token>)",
+                        "admin credential required (Authorization: Bearer <admin or personal token>)",
                         headers={"WWW-Authenticate": 'Bearer realm="tessera-admin"'},
                     )
                 )
