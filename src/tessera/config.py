@@ -73,6 +73,22 @@ class Settings(BaseSettings):
         description="AuthZEN API without credentials: for certification runs only (logged loudly)",
     )
 
+    person_token_ttl: int = Field(default=12 * 3600, ge=60, le=30 * 86400, description="personal API tokens")
+    approval_default_group: str = Field(default="approvers", description='for @approval("required")')
+    approval_escalation_groups: list[str] = Field(
+        default_factory=list, description="groups asked next when policy names no @escalate_to"
+    )
+    approval_escalate_after: int | None = Field(default=None, ge=1, description="seconds; none: never")
+    approval_timeout: int = Field(default=3600, ge=10, le=30 * 86400, description="unanswered → expired")
+    access_grant_ttl: int = Field(default=900, ge=10, le=86400, description="default grant lifetime")
+    access_grant_max_ttl: int = Field(default=3600, ge=10, le=86400, description="longest grant")
+    ciba_poll_interval: int = Field(default=5, ge=1, le=60, description="CIBA polling interval")
+    break_glass_max_ttl: int = Field(default=3600, ge=60, le=4 * 3600, description="longest break-glass")
+    approval_webhook_urls: list[str] = Field(default_factory=list, description="Slack-style webhooks")
+    access_callback_allow_private: bool = Field(
+        default=False, description="let CIBA ping callbacks reach private addresses (labs, tests)"
+    )
+
     max_request_bytes: int = Field(default=64 * 1024, ge=1024)
     max_bundle_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, description="policy bundle uploads")
     max_token_bytes: int = Field(default=8 * 1024, ge=512)

@@ -90,6 +90,30 @@ class UnsupportedTokenType(TesseraError):
     status = 400
 
 
+# --- CIBA token endpoint polling (OpenID CIBA Core 1.0 §11) ------------------------------
+
+
+class AuthorizationPending(TesseraError):
+    """CIBA §11: the request is still waiting for a person's answer; poll again after ``interval``."""
+
+    error = "authorization_pending"
+    status = 400
+
+
+class SlowDown(TesseraError):
+    """CIBA §11: polling too fast; the interval grows by 5 seconds for this and later polls."""
+
+    error = "slow_down"
+    status = 400
+
+
+class ExpiredToken(TesseraError):
+    """CIBA §11: the ``auth_req_id`` has expired; the agent must ask again."""
+
+    error = "expired_token"
+    status = 400
+
+
 # --- DPoP (RFC 9449) ----------------------------------------------------------------------
 
 

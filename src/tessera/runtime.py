@@ -13,6 +13,13 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, delete
 
+from tessera.access.binding import ApprovalEnforcer
+from tessera.access.flows import ActionRequests, TokenApprovals
+from tessera.access.grants import GRANT_CHANGED, GrantService
+from tessera.access.maintenance import maintain as maintain_requests
+from tessera.access.notify import Notifier
+from tessera.access.rules import ApprovalDefaults
+from tessera.access.service import AccessService
 from tessera.access.task_service import TASK_CHANGED, TaskService
 from tessera.audit.forwarder import AuditForwarder
 from tessera.audit.records import SecretHasher
@@ -28,6 +35,7 @@ from tessera.federation.service import ISSUER_CHANGED, TrustedIssuerService
 from tessera.federation.verifier import FederatedTokenVerifier
 from tessera.identity.admin_credentials import ADMIN_CHANGED, AdminCredentials
 from tessera.identity.agents import Agent
+from tessera.identity.people import PeopleService
 from tessera.identity.service import AgentService
 from tessera.ids import IdGenerator, RandomIds
 from tessera.policy.bundle import load_bundle
@@ -45,6 +53,7 @@ from tessera.tokens.client_auth import ClientAuthenticator
 from tessera.tokens.delegation import LocalSubjectTokens
 from tessera.tokens.dpop import NonceIssuer
 from tessera.tokens.endpoint import TokenEndpoint
+from tessera.tokens.grants.ciba import CibaGrant
 from tessera.tokens.grants.client_credentials import ClientCredentialsGrant
 from tessera.tokens.grants.jwt_bearer import JwtBearerGrant
 from tessera.tokens.grants.token_exchange import ExchangeLimits, TokenExchangeGrant
@@ -187,6 +196,7 @@ class Runtime:
             auditor=self.auditor,
             listeners=[self.entities.put_agent],
         )
+        self._build_access()
         nonces = (
             NonceIssuer(self.sealer.derive("tessera/dpop-nonce/v1"), settings.dpop_nonce_lifetime)
             if settings.dpop_nonce_required
@@ -219,7 +229,9 @@ class Runtime:
                     max_ttl=settings.max_access_token_ttl,
                     policy=issuance_policy,
                     tasks=self.tasks,
+                    approvals=self.token_approvals,
                 ),
+                CibaGrant(self.issuer_service, self.clock, self.token_approvals),
                 TokenExchangeGrant(
                     self.issuer_service,
                     self.clock,
@@ -263,6 +275,60 @@ class Runtime:
         self._stop = threading.Event()
         self._maintenance: threading.Thread | None = None
 
+    def _build_access(self) -> None:
+        """People, just-in-time access and approvals (``tessera.access``)."""
+        settings = self.settings
+        self.notifier = Notifier(
+            tuple(settings.approval_webhook_urls),
+            allow_private_callbacks=settings.access_callback_allow_private,
+        )
+        self.people = PeopleService(
+            self.engine, self.clock, self.ids, self.sealer, self.auditor, token_ttl=settings.person_token_ttl
+        )
+        self.grants = GrantService(
+            self.engine,
+            self.clock,
+            self.ids,
+            self.auditor,
+            revocation=self.revocation,
+            notifier=self.notifier,
+            break_glass_max_ttl=settings.break_glass_max_ttl,
+        )
+        self.access = AccessService(
+            self.engine,
+            self.clock,
+            self.ids,
+            self.auditor,
+            grants=self.grants,
+            notifier=self.notifier,
+            defaults=ApprovalDefaults(
+                default_group=settings.approval_default_group,
+                escalation_groups=tuple(settings.approval_escalation_groups),
+                escalate_after=settings.approval_escalate_after,
+                timeout=settings.approval_timeout,
+                grant_ttl=settings.access_grant_ttl,
+                grant_max_ttl=settings.access_grant_max_ttl,
+            ),
+            auth_req_key=self.sealer.derive("tessera/auth-req-id/v1"),
+            poll_interval=settings.ciba_poll_interval,
+            risk_of=self.agent_risk,
+            lookup_agent=self.lookup_agent,
+        )
+        self.decisions.approvals = ApprovalEnforcer(self.clock, self.grants)
+        self.action_requests = ActionRequests(self.access, self.decisions, self.entities)
+        self.token_approvals = TokenApprovals(
+            self.access,
+            self.grants,
+            self.clock,
+            default_audience=self.issuer,
+            max_ttl=settings.max_access_token_ttl,
+        )
+
+    def agent_risk(self, agent_id: str) -> int:
+        """The agent's current risk score (0-100): the one place approvals read it. It is 0,
+        as in every decision's ``context.risk``, until behaviour detection feeds scores."""
+        return 0
+
     def keyring(self) -> KeyRing:
         return self._keyring
 
@@ -292,6 +358,7 @@ class Runtime:
         self.resources.load()
         self.tasks.load()
         self.trusted_issuers.load()
+        self.grants.load()
         self.policies.ensure_active()
         settings = self.settings
         if settings.policy_bundle is not None:
@@ -320,8 +387,10 @@ class Runtime:
         self.follower.on(RESOURCE_CHANGED, self.resources.on_change)
         self.follower.on(TASK_CHANGED, self.tasks.on_change)
         self.follower.on(ISSUER_CHANGED, self.trusted_issuers.on_change)
+        self.follower.on(GRANT_CHANGED, self.grants.on_change)
         if background:
             self._start_sinks()
+            self.notifier.start()
             self.audit_writer.start()
             self.follower.start()
             self._maintenance = threading.Thread(
@@ -360,6 +429,7 @@ class Runtime:
         if self.keys.rotate_if_due():
             self.reload_keys()
         self.audit_writer.checkpoint_if_due()
+        maintain_requests(self.access)
         self.revocation.prune(now, self.settings.clock_leeway)
         self.tasks.expire_due()
         with writing(self.engine) as conn:
@@ -385,6 +455,7 @@ class Runtime:
 
     def stop(self) -> None:
         self._stop.set()
+        self.notifier.stop()
         self.audit_writer.stop()
         if self._forwarder is not None:
             self._forwarder.stop()

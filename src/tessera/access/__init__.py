@@ -1,1 +1,4 @@
-"""Task-bound authority: tasks now; just-in-time grants and approvals later."""
+"""Task-bound authority and just-in-time access.
+
+Tasks, access requests, human approvals (CIBA-style), grants and break-glass.
+"""

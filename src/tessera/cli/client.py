@@ -33,11 +33,24 @@ def admin_token_path() -> Path:
     return Path(os.environ.get("TESSERA_HOME") or DEFAULT_HOME) / "admin-token"
 
 
+def person_token_path() -> Path:
+    """Where ``tessera login`` keeps the personal token (mode 0600)."""
+    return Path(os.environ.get("TESSERA_HOME") or DEFAULT_HOME) / "person-token"
+
+
 def admin_token() -> str:
-    """``TESSERA_ADMIN_TOKEN``, else the token the server wrote to ``$TESSERA_HOME/admin-token``."""
-    token = os.environ.get("TESSERA_ADMIN_TOKEN", "").strip()
-    if token:
-        return token
+    """The credential the CLI sends, first found of: ``TESSERA_TOKEN`` (a personal token),
+    ``TESSERA_ADMIN_TOKEN``, ``$TESSERA_HOME/person-token`` (written by ``tessera login``),
+    and the bootstrap token the server wrote to ``$TESSERA_HOME/admin-token``."""
+    for variable in ("TESSERA_TOKEN", "TESSERA_ADMIN_TOKEN"):
+        token = os.environ.get(variable, "").strip()
+        if token:
+            return token
+    personal = person_token_path()
+    if personal.is_file():
+        token = personal.read_text(encoding="utf-8").strip()
+        if token:
+            return token
     path = admin_token_path()
     try:
         token = path.read_text(encoding="utf-8").strip()

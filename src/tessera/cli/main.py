@@ -9,7 +9,20 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from tessera.cli import agents, audit, issuers, keys, policy, resources, serve, tasks, tokens
+from tessera.cli import (
+    access,
+    agents,
+    approvals,
+    audit,
+    issuers,
+    keys,
+    people,
+    policy,
+    resources,
+    serve,
+    tasks,
+    tokens,
+)
 from tessera.cli.client import CliError
 from tessera.cli.output import error
 
@@ -76,6 +89,12 @@ app.add_typer(resources.app, name="resource")
 app.add_typer(audit.app, name="audit")
 app.add_typer(issuers.app, name="issuer")
 app.add_typer(tasks.app, name="task")
+app.add_typer(people.app, name="user")
+app.command("login")(people.login)
+app.command("logout")(people.logout)
+app.command("whoami")(people.whoami)
+app.add_typer(approvals.app, name="approvals")
+app.add_typer(access.app, name="access")
 
 
 def main() -> None:

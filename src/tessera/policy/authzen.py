@@ -47,6 +47,7 @@ from tessera.tokens.authorization_details import AGENT_TASK
 from tessera.tokens.jose import JwsError
 
 ACCESS_TOKEN_KEY = "access_token"
+APPROVAL_DETAIL = "tessera_approval"  # tessera.access.requests.APPROVAL_DETAIL
 MAX_DEPTH = 32
 MAX_NAME = 256
 _LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
@@ -160,6 +161,7 @@ def token_facts(token: AccessToken) -> tuple[TokenFacts, list[str]]:
         purpose=str(task.get("purpose", "")),
         delegation_depth=chain.depth,
         delegation=chain,
+        approval=next((d for d in token.authorization_details if d.get("type") == APPROVAL_DETAIL), None),
     )
     return facts, resources
 

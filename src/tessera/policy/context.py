@@ -106,6 +106,8 @@ class TokenFacts:
     delegation_depth: int = 0
     delegation: Delegation | None = None
     task: TaskFacts | None = None
+    #: The token's ``tessera_approval`` authorization_details entry, if it was issued under one.
+    approval: dict[str, Any] | None = None
 
 
 class ContextBuilder:

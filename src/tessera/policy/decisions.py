@@ -22,6 +22,23 @@ from tessera.tokens.revocation import RevocationState
 AUDIT_UNAVAILABLE = "audit log unavailable; denied (fail closed)"
 
 
+class ApprovalCheck(Protocol):
+    """Holds permits that need a person's approval to the approval the token carries
+    (:class:`tessera.access.binding.ApprovalEnforcer`)."""
+
+    def enforce(
+        self,
+        decision: Decision,
+        principal: Uid,
+        action: str,
+        resource: Uid,
+        *,
+        context: dict[str, Any],
+        approval: dict[str, Any] | None,
+        caller: RequestContext,
+    ) -> Decision: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Question:
     """One authorization question, as a PEP asks it."""
@@ -57,6 +74,8 @@ class DecisionService:
         self._fail_open = fail_open
         #: Registered tasks (``tessera.access``), set by the runtime.
         self.tasks: TaskCalls | None = None
+        #: Set by the runtime once just-in-time access exists; ``None`` leaves decisions as they are.
+        self.approvals: ApprovalCheck | None = None
 
     def request_for(self, question: Question, client_ip: str | None = None) -> DecisionRequest:
         """The Cedar request with Tessera's context added (see ``tessera.policy.context``)."""
@@ -75,7 +94,11 @@ class DecisionService:
             question.principal, question.action, question.resource, context, question.entities
         )
 
-    def decide(self, questions: list[Question], caller: RequestContext) -> list[Decision]:
+    def decide(
+        self, questions: list[Question], caller: RequestContext, *, enforce_approvals: bool = True
+    ) -> list[Decision]:
+        """Decide and record; ``enforce_approvals=False`` returns permits that need approval as
+        they are (for the access-request flow, which then asks a person)."""
         checked = [self._with_task(q) for q in questions]
         requests = [self.request_for(q, caller.ip) for q, _ in checked]
         asked = [r for r, (_, refusal) in zip(requests, checked, strict=True) if refusal is None]
@@ -87,6 +110,20 @@ class DecisionService:
             next(decided) if refusal is None else self._denied(r, refusal)
             for r, (_, refusal) in zip(requests, checked, strict=True)
         ]
+        if enforce_approvals and self.approvals is not None:
+            check = self.approvals
+            decisions = [
+                check.enforce(
+                    d,
+                    q.principal,
+                    q.action,
+                    q.resource,
+                    context=q.context,
+                    approval=q.token.approval if q.token else None,
+                    caller=caller,
+                )
+                for (q, _), d in zip(checked, decisions, strict=True)
+            ]
         return self._record_all(requests, decisions, caller)
 
     def _with_task(self, question: Question) -> tuple[Question, str | None]:

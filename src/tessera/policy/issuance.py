@@ -6,8 +6,9 @@ For each audience the token would carry, the token endpoint asks::
     resource  = Audience::"<aud>",   context.scopes = the scopes requested
 
 Every audience must be permitted. ``@max_ttl`` obligations cap the lifetime; an
-``@approval("required")`` obligation refuses the request with ``access_denied``
-until the approvals flow exists.
+``@approval(…)`` obligation refuses the request with ``access_denied`` unless the
+caller handles approvals (``approvals_allowed``: the token endpoint then answers
+per CIBA and asks a person, see :mod:`tessera.access`).
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ class IssuanceDecision:
     def decision_ids(self) -> tuple[str, ...]:
         return tuple(d.decision_id for d in self.decisions)
 
+    @property
+    def needs_approval(self) -> bool:
+        return bool(self.obligations.get("approval", "").strip())
+
     def cap_ttl(self, ttl: int) -> int:
         limit = self.obligations.get("max_ttl", "")
         return min(ttl, int(limit)) if limit.isdigit() and int(limit) > 0 else ttl
@@ -64,6 +69,7 @@ class IssuancePolicy:
         client_ip: str | None,
         delegation: Delegation | None = None,
         task_facts: TaskFacts | None = None,
+        approvals_allowed: bool = False,
     ) -> IssuanceDecision:
         task = next((d for d in authorization_details if d.get("type") == "agent_task"), {})
         facts = TokenFacts(
@@ -97,6 +103,6 @@ class IssuancePolicy:
                     f"for audience '{aud[:80]}'{why}"
                 )
         obligations = merge_obligations([d.obligations for d in decisions])
-        if obligations.get("approval") == "required":
+        if obligations.get("approval", "").strip() and not approvals_allowed:
             raise AccessDenied("policy requires a person's approval for this request")
         return IssuanceDecision(decisions, obligations)

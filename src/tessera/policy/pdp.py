@@ -75,6 +75,8 @@ def merge_obligations(annotation_sets: list[dict[str, str]]) -> dict[str, str]:
                 merged[key] = str(min(int(value), int(merged[key])))
             elif key == "approval" and value == "required":
                 merged[key] = value
+            elif key == "approvals_required" and value.isdigit() and merged[key].isdigit():
+                merged[key] = str(max(int(value), int(merged[key])))
     return merged
 
 

@@ -4,11 +4,19 @@ client = AgentClient("http://127.0.0.1:8400", agent_id, private_jwk)
 token = client.fetch_token(scope="tickets:read", task={"task_id": "T-1", "purpose": "triage"})
 delegated = helper.exchange_token(token.access_token, scope="tickets:read")   # RFC 8693
 client.request("GET", "https://api.example/tickets", token)   # sends DPoP proof + token
+
+Just-in-time access (docs/approvals.md)::
+
+pending = client.request_access(token, action="pay", resource={"type": "Resource", "id": "acct-ops"},
+                                context={"amount": 50000, "payee": "globex"}, purpose="invoice 7")
+elevated = client.wait_for_access(pending)   # polls the CIBA grant until approved, denied or expired
 """
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +35,28 @@ class TokenError(Exception):
         self.status = status
         self.error = error
         self.description = description
+
+
+@dataclass(frozen=True, slots=True)
+class AccessPending:
+    """An access request waiting for (or granted by) policy or a person: OpenID CIBA Core 1.0 §7.3."""
+
+    auth_req_id: str
+    expires_in: int
+    interval: int
+    status: str
+    request_id: str
+
+
+class ApprovalRequired(Exception):
+    """The token endpoint wants a person's approval first; ``pending`` says how to wait."""
+
+    def __init__(self, pending: AccessPending) -> None:
+        super().__init__(f"approval required (request {pending.request_id})")
+        self.pending = pending
+
+
+CIBA_GRANT = "urn:openid:params:grant-type:ciba"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +101,7 @@ class AgentClient:
         task: dict[str, Any] | None = None,
         expires_in: int | None = None,
     ) -> TokenResponse:
+        """A client_credentials token; raises :class:`ApprovalRequired` when policy wants a person."""
         form: list[tuple[str, str]] = [("grant_type", "client_credentials")]
         return self._token(form + _limits(scope, resources, task, expires_in))
 
@@ -129,6 +160,8 @@ class AgentClient:
             raise TokenError(
                 response.status_code, payload.get("error", "?"), payload.get("error_description", "")
             )
+        if "auth_req_id" in payload and "access_token" not in payload:
+            raise ApprovalRequired(_pending(payload))
         return TokenResponse(
             access_token=payload["access_token"],
             token_type=payload["token_type"],
@@ -136,6 +169,64 @@ class AgentClient:
             scope=payload.get("scope", ""),
             authorization_details=payload.get("authorization_details", []),
         )
+
+    def request_access(
+        self,
+        token: TokenResponse,
+        *,
+        action: str,
+        resource: dict[str, Any],
+        context: dict[str, Any] | None = None,
+        purpose: str,
+        task_id: str | None = None,
+        duration: int | None = None,
+        audience: list[str] | None = None,
+    ) -> AccessPending:
+        """``POST /access/v1/requests`` with ``token`` (scope ``access:request``)."""
+        url = f"{self.server_url}/access/v1/requests"
+        body: dict[str, Any] = {
+            "action": {"name": action},
+            "resource": resource,
+            "context": context or {},
+            "purpose": purpose,
+        }
+        for name, value in (("task_id", task_id), ("duration", duration), ("audience", audience)):
+            if value is not None:
+                body[name] = value
+        response = self.request("POST", url, token, json=body)
+        payload = response.json()
+        if response.status_code != 200:
+            raise TokenError(
+                response.status_code, payload.get("error", "?"), payload.get("error_description", "")
+            )
+        return _pending(payload)
+
+    def poll_access(self, auth_req_id: str) -> TokenResponse:
+        """One poll of the CIBA grant (§10.1); ``TokenError`` carries ``authorization_pending`` etc."""
+        return self._token([("grant_type", CIBA_GRANT), ("auth_req_id", auth_req_id)])
+
+    def wait_for_access(
+        self,
+        pending: AccessPending,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> TokenResponse:
+        """Poll every ``interval`` seconds (5 more after each ``slow_down``, CIBA §11) until a token
+        arrives; raises ``TokenError`` for ``access_denied``, ``expired_token`` or any other error."""
+        interval = pending.interval
+        deadline = monotonic() + pending.expires_in
+        while True:
+            try:
+                return self.poll_access(pending.auth_req_id)
+            except TokenError as exc:
+                if exc.error == "slow_down":
+                    interval += 5
+                elif exc.error != "authorization_pending":
+                    raise
+            if monotonic() + interval > deadline:
+                raise TokenError(400, "expired_token", "the request was not answered in time")
+            sleep(interval)
 
     def auth_headers(self, method: str, url: str, token: TokenResponse) -> dict[str, str]:
         """Headers for calling a resource server with ``token`` (RFC 9449 §7.1 or RFC 6750 §2.1)."""
@@ -178,3 +269,13 @@ def _group(pairs: list[tuple[str, str]]) -> dict[str, str | list[str]]:
         else:
             grouped[name] = [existing, value]
     return grouped
+
+
+def _pending(payload: dict[str, Any]) -> AccessPending:
+    return AccessPending(
+        auth_req_id=str(payload["auth_req_id"]),
+        expires_in=int(payload["expires_in"]),
+        interval=int(payload.get("interval", 5)),
+        status=str(payload.get("status", "approval_pending")),
+        request_id=str(payload.get("request_id", "")),
+    )

@@ -1,20 +1,26 @@
 """The admin API (``/admin/v1``): agents, their keys and lifecycle, signing keys, revocation.
 
-Every route requires the admin credential as a Bearer token.
+Every route requires, as a Bearer token, the bootstrap admin credential or the
+personal token of a person whose role the route admits (``admin`` here; see
+:func:`require_roles` for approver and auditor routes).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tessera.audit.records import Actor, ActorType
 from tessera.audit.service import ADMIN, RequestContext, event
-from tessera.errors import Unauthorized, ValidationFailed
+from tessera.errors import Forbidden, TesseraError, Unauthorized, ValidationFailed
 from tessera.identity.agents import LifecycleState, Transition
+from tessera.identity.people import TOKEN_PREFIX as PERSONAL_TOKEN_PREFIX
+from tessera.identity.people import Person
 from tessera.identity.service import AgentUpdate, NewAgent
 from tessera.runtime import Runtime
 from tessera.server.errors import error_response
@@ -35,45 +41,88 @@ from tessera.server.schemas import (
 
 @dataclass(frozen=True, slots=True)
 class AdminCall:
-    """An authenticated admin request: the runtime, and who/where for the audit record."""
+    """An authenticated admin request: the runtime, and who/where for the audit record.
+
+    ``person`` is the account whose personal token was presented (``None`` for the
+    bootstrap admin credential)."""
 
     runtime: Runtime
     context: RequestContext
+    person: Person | None = None
+
+
+def _refuse(runtime: Runtime, ip: str | None, route: str, actor: Actor, error: TesseraError) -> TesseraError:
+    runtime.auditor.record_async(
+        event("admin.denied", RequestContext(actor=actor, ip=ip), data={"route": route, "error": error.error})
+    )
+    return error
+
+
+def authenticate_staff(
+    request: Request, roles: frozenset[str], *, admin_credential: bool = True
+) -> AdminCall:
+    """The bootstrap admin credential (if ``admin_credential``) or a personal token whose
+    person holds one of ``roles``; reads are recorded here, changes by the services."""
+    runtime = runtime_of(request)
+    ip = request.client.host if request.client else None
+    route = f"{request.method} {request.url.path}"[:200]
+    token = bearer_token(request)
+    if admin_credential and runtime.admin.verify(token):
+        context = RequestContext(actor=ADMIN, ip=ip)
+        person = None
+    else:
+        person = runtime.people.verify_token(token)
+        if person is None:
+            raise _refuse(
+                runtime,
+                ip,
+                route,
+                Actor(ActorType.ADMIN, None),
+                Unauthorized(
+                    "admin credential required (Authorization: Bearer <admin or personal token>)",
+                    headers={"WWW-Authenticate": 'Bearer realm="tessera-admin"'},
+                ),
+            )
+        if person.role not in roles:
+            needed = " or ".join(sorted(roles))
+            raise _refuse(
+                runtime,
+                ip,
+                route,
+                person.actor,
+                Forbidden(f"role '{person.role}' may not call '{route}'; it needs {needed}"),
+            )
+        context = RequestContext(actor=person.actor, ip=ip)
+    if request.method == "GET":
+        runtime.auditor.record_async(event("admin.read", context, data={"route": route}))
+    return AdminCall(runtime, context, person)
 
 
 def require_admin(request: Request) -> AdminCall:
-    """Every admin route: the admin credential is required, and the call is audited.
-
-    Changes are recorded by the services inside their own transaction; reads and
-    refused calls are recorded here, without waiting.
-    """
-    runtime = runtime_of(request)
-    ip = request.client.host if request.client else None
-    context = RequestContext(actor=ADMIN, ip=ip)
-    route = f"{request.method} {request.url.path}"[:200]
-    if not runtime.admin.verify(bearer_token(request)):
-        runtime.auditor.record_async(
-            event(
-                "admin.denied",
-                RequestContext(actor=Actor(ActorType.ADMIN, None), ip=ip),
-                data={"route": route},
-            )
-        )
-        raise Unauthorized(
-            "admin credential required (Authorization: Bearer <admin token>)",
-            headers={"WWW-Authenticate": 'Bearer realm="tessera-admin"'},
-        )
-    if request.method == "GET":
-        runtime.auditor.record_async(event("admin.read", context, data={"route": route}))
-    return AdminCall(runtime, context)
+    """Every admin route: the admin credential, or a person with role ``admin``; audited."""
+    return authenticate_staff(request, ADMIN_ROLES)
 
 
+def require_roles(*roles: str, admin_credential: bool = True) -> Callable[[Request], AdminCall]:
+    """A dependency admitting people with one of ``roles`` (and the admin credential, unless not)."""
+    allowed = frozenset(roles)
+
+    def dependency(request: Request) -> AdminCall:
+        return authenticate_staff(request, allowed, admin_credential=admin_credential)
+
+    return dependency
+
+
+ADMIN_ROLES = frozenset({"admin"})
 Admin = Annotated[AdminCall, Depends(require_admin)]
+#: Audit reads: admins and auditors.
+AuditReader = Annotated[AdminCall, Depends(require_roles("admin", "auditor"))]
 
 
 class AdminGate:
-    """Checks the admin credential on ``/admin/`` paths before any body is read or parsed,
-    so an unauthenticated caller learns nothing about what the route would accept."""
+    """Checks the credential on ``/admin/`` paths before any body is read or parsed, so an
+    unauthenticated caller learns nothing about what the route would accept. Personal
+    tokens pass here; each route then checks the person's role."""
 
     def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
         self.app = app
@@ -85,11 +134,16 @@ class AdminGate:
                 (v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"authorization"), ""
             )
             token = authorization[7:].strip() if authorization[:7].lower() == "bearer " else None
-            if not self.runtime.admin.verify(token):
+            known = self.runtime.admin.verify(token) or (
+                token is not None
+                and token.startswith(PERSONAL_TOKEN_PREFIX)
+                and await run_in_threadpool(self.runtime.people.verify_token, token) is not None
+            )
+            if not known:
                 # The route never runs, so the refusal is recorded here.
                 response = error_response(
                     Unauthorized(
-                        "admin credential required (Authorization: Bearer <admin token>)",
+                        "admin credential required (Authorization: Bearer <admin or personal token>)",
                         headers={"WWW-Authenticate": 'Bearer realm="tessera-admin"'},
                     )
                 )

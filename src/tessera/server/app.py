@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse, Response
 from tessera import __version__
 from tessera.config import Settings
 from tessera.runtime import Runtime
-from tessera.server import admin, audit, authzen, issuers, oauth, policies, policy_feed, tasks
+from tessera.server import access, admin, audit, authzen, issuers, oauth, people, policies, policy_feed, tasks
 from tessera.server.errors import install_error_handlers
 from tessera.server.limits import BodySizeLimit, BodyTooLarge
 
@@ -64,6 +64,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(issuers.router)
     app.include_router(tasks.router)
     app.include_router(policy_feed.router)
+    app.include_router(access.agents)
+    app.include_router(access.router)
+    app.include_router(people.auth)
+    app.include_router(people.router)
     app.add_middleware(admin.AdminGate, runtime=runtime)
     app.add_middleware(
         BodySizeLimit,

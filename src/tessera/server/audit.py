@@ -14,7 +14,7 @@ from tessera.audit.queries import parse_time_ms, token_id
 from tessera.audit.verify import ExportRange, export_lines, keys_from_jwks, verify_store
 from tessera.errors import ValidationFailed
 from tessera.runtime import Runtime
-from tessera.server.admin import Admin
+from tessera.server.admin import Admin, AuditReader
 from tessera.server.oauth import runtime_of
 from tessera.server.schemas import Strict
 from tessera.storage.audit import AuditFilter, AuditHeadMissing, SqlAuditStore
@@ -43,7 +43,7 @@ def audit_jwks(runtime: Runtime) -> dict[str, Any]:
 
 @router.get("/records")
 def search_records(
-    call: Admin,
+    call: AuditReader,
     agent: Annotated[str | None, Query(max_length=200)] = None,
     type: Annotated[str | None, Query(max_length=64)] = None,
     since: Annotated[str | None, Query(max_length=40)] = None,
@@ -73,7 +73,7 @@ def search_records(
 
 
 @router.get("/verify")
-async def verify(call: Admin) -> dict[str, Any]:
+async def verify(call: AuditReader) -> dict[str, Any]:
     runtime = call.runtime
     keys = keys_from_jwks(audit_jwks(runtime))
     try:
@@ -95,7 +95,7 @@ async def verify(call: Admin) -> dict[str, Any]:
 
 @router.get("/export")
 async def export(
-    call: Admin,
+    call: AuditReader,
     since: Annotated[str | None, Query(max_length=40)] = None,
     until: Annotated[str | None, Query(max_length=40)] = None,
     format: Annotated[str, Query(pattern="^jsonl$")] = "jsonl",
@@ -139,7 +139,7 @@ def checkpoint(call: Admin) -> dict[str, Any]:
 
 
 @router.get("/jwks")
-def jwks(call: Admin) -> dict[str, Any]:
+def jwks(call: AuditReader) -> dict[str, Any]:
     return audit_jwks(call.runtime)
 
 

@@ -14,6 +14,7 @@ from tessera.audit.service import ADMIN, RequestContext
 from tessera.errors import InvalidClient, InvalidRequest, TesseraError
 from tessera.runtime import Runtime
 from tessera.server.errors import NO_STORE, error_response
+from tessera.tokens.grants import PendingApproval
 from tessera.tokens.grants.token_exchange import ISSUED_TOKEN_TYPE, SUBJECT_TOKEN_TYPES
 from tessera.tokens.introspection import Caller
 from tessera.tokens.requests import build_token_request
@@ -68,6 +69,8 @@ def metadata(runtime: Runtime) -> dict[str, Any]:
         # RFC 8693 has no registered metadata for these; listed so clients can discover them.
         "token_exchange_subject_token_types_supported": sorted(SUBJECT_TOKEN_TYPES),
         "token_exchange_issued_token_types_supported": [ISSUED_TOKEN_TYPE],
+        # OpenID CIBA Core 1.0 §4: approvals are polled (or pinged) at the token endpoint.
+        "backchannel_token_delivery_modes_supported": ["poll", "ping"],
         "scopes_supported": [],
         "response_types_supported": [],
         "code_challenge_methods_supported": [],
@@ -106,6 +109,9 @@ async def token(request: Request) -> Response:
             client_ip=request.client.host if request.client else None,
         )
         issued = await run_in_threadpool(endpoint.handle, token_request)
+    except PendingApproval as pending:
+        # OpenID CIBA Core 1.0 §7.3: a person must approve; poll with the CIBA grant.
+        return JSONResponse(pending.body, headers=NO_STORE)
     except TesseraError as exc:
         if (
             isinstance(exc, InvalidClient)

@@ -73,7 +73,8 @@ class TokenEndpoint:
         try:
             issued, _client = self._handle(request)
         except TesseraError as exc:
-            if self._auditor is not None:
+            # A CIBA poll that must wait (OpenID CIBA Core 1.0 §11) is not a refusal.
+            if self._auditor is not None and exc.error not in ("authorization_pending", "slow_down"):
                 claimed = request.params.get("client_id") or claimed_client(request.params)
                 self._auditor.record_async(
                     event(

@@ -189,6 +189,8 @@ class TokenGrant:
     issued_token_type: str | None = None
     #: The ``agent_task`` names a registered task (``tessera.access``): re-checked when recording.
     task_registered: bool = False
+    #: A single-use value the grant redeems (a CIBA ``auth_req_id``), claimed with the token.
+    redemption: SingleUse | None = None
 
     @property
     def task_id(self) -> str | None:
@@ -281,11 +283,13 @@ class TokenIssuer:
         return claims
 
     def _claim_single_uses(self, conn: Connection, grant: TokenGrant) -> None:
-        """The request's single-use values (RFC 7523 §3, RFC 9449 §11.1), claimed with the token."""
+        """The request's single-use values (RFC 7523 §3, RFC 9449 §11.1, a CIBA ``auth_req_id``),
+        claimed in the token's transaction: a replay loses here."""
         claims = (
             (grant.client_single_use, InvalidClient, "client assertion jti has already been used"),
             (grant.dpop_single_use, InvalidDPoPProof, "dpop proof jti has already been used"),
             (grant.assertion_single_use, InvalidGrant, "assertion jti has already been used"),
+            (grant.redemption, InvalidGrant, "auth_req_id has already been redeemed"),
         )
         for single_use, error, message in claims:
             if single_use is not None:
@@ -361,7 +365,7 @@ class TokenIssuer:
         try:
             # Concurrent requests share one commit (one fsync); each still gets its own outcome.
             self._commits.run(record)
-        except (InvalidClient, InvalidDPoPProof):
+        except (InvalidClient, InvalidDPoPProof, InvalidGrant):
             raise
         except AuditWriteFailed as exc:
             log.error("audit append failed; token refused: %s", exc)

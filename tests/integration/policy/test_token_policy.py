@@ -1,4 +1,4 @@
-"""The token endpoint over HTTP under applied policies: denial, @max_ttl, @approval, audit."""
+"""The token endpoint over HTTP under applied policies: denial, @max_ttl, @approval (CIBA), audit."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from tessera.policy.service import starter_bundle
-from tessera.sdk.agent import AgentClient, TokenError
+from tessera.sdk.agent import AgentClient, ApprovalRequired, TokenError
 from tests.integration.helpers import register_agent
 from tests.support import ServerProcess
 
@@ -59,9 +59,12 @@ def test_issuing_follows_the_active_policy(policy_server: ServerProcess) -> None
         token = client.fetch_token()
         assert token.expires_in == 60
 
+        # A person must approve: the token endpoint answers per CIBA (docs/approvals.md).
         apply(policy_server, annotated('@approval("required")'))
-        needs_approval = refusal(client)
-        assert (needs_approval.status, needs_approval.error) == (400, "access_denied")
+        with pytest.raises(ApprovalRequired) as needs_approval:
+            client.fetch_token()
+        assert needs_approval.value.pending.status == "approval_pending"
+        assert needs_approval.value.pending.auth_req_id
     finally:
         client.close()
 

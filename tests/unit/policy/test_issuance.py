@@ -9,8 +9,10 @@ from tessera.clock import ManualClock
 from tessera.errors import AccessDenied, InvalidScope
 from tessera.policy.bundle import Bundle
 from tessera.policy.entities import Uid
+from tessera.policy.issuance import IssuancePolicy
 from tessera.policy.service import starter_bundle
 from tessera.runtime import Runtime
+from tessera.tokens.grants import PendingApproval
 from tests.unit.helpers import Client, register, request_token, unverified_claims
 from tests.unit.policy.helpers import audit_records
 
@@ -91,10 +93,25 @@ def test_the_strictest_max_ttl_of_several_permits_applies(runtime: Runtime, clie
     assert request_token(runtime, client, scope="tickets:read").expires_in == 120
 
 
-def test_approval_required_refuses_with_access_denied(runtime: Runtime, client: Client) -> None:
+def test_approval_required_answers_per_ciba_instead_of_issuing(runtime: Runtime, client: Client) -> None:
     apply_tokens_policy(runtime, with_annotations('@approval("required")'))
-    with pytest.raises(AccessDenied) as refused:
+    with pytest.raises(PendingApproval) as pending:
         request_token(runtime, client)
+    assert set(pending.value.body) >= {"auth_req_id", "expires_in", "interval"}
+    assert pending.value.body["status"] == "approval_pending"
+
+
+def test_approval_required_without_an_approvals_flow_refuses(runtime: Runtime, client: Client) -> None:
+    apply_tokens_policy(runtime, with_annotations('@approval("required")'))
+    policy = IssuancePolicy(runtime.pdp, runtime.contexts, runtime.clock)
+    with pytest.raises(AccessDenied) as refused:
+        policy.check(
+            client.agent,
+            scopes=("tickets:read",),
+            audience=(runtime.issuer,),
+            authorization_details=(),
+            client_ip=None,
+        )
     assert refused.value.error == "access_denied"
     assert "approval" in refused.value.description
 

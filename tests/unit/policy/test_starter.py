@@ -235,6 +235,14 @@ def test_deleting_production_data_carries_the_approval_obligation(zoned_runtime:
     zoned_runtime.resources.put(
         "Resource", "prod-db", {"segment": "payments", "classification": "production"}, []
     )
+    # The permit is conditional: without an approval in the agent's token the answer is deny,
+    # with the obligation kept so the PEP can send the agent to ask (docs/approvals.md).
     decision = decide(zoned_runtime, bot, "prod-db", action="delete")
-    assert decision.allowed
+    assert not decision.allowed
     assert decision.obligations == {"approval": "required"}
+    assert any("approval is required" in e for e in decision.errors)
+    question = Question(Uid("Agent", bot), "delete", Uid("Resource", "prod-db"))
+    policy_answer = zoned_runtime.decisions.decide(
+        [question], RequestContext(ip=CORPORATE_IP), enforce_approvals=False
+    )[0]
+    assert policy_answer.allowed

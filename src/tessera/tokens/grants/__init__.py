@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from tessera.policy.context import TaskFacts
 from tessera.tokens.client_auth import AuthenticatedClient, SingleUse
@@ -52,3 +52,29 @@ class TaskBinder(Protocol):
     """Applies a registered task's limits to a grant (``tessera.access.task_service``)."""
 
     def bind(self, grant: TokenGrant, *, delegated: bool = False) -> tuple[TokenGrant, TaskFacts | None]: ...
+
+
+class PendingApproval(Exception):
+    """Policy wants a person's approval: the token endpoint answers with the CIBA
+    acknowledgement (OpenID CIBA Core 1.0 §7.3: ``auth_req_id``, ``expires_in``,
+    ``interval``) instead of a token."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        super().__init__("approval pending")
+        self.body = body
+
+
+class ApprovalGate(Protocol):
+    """What a grant calls when policy wants approval (:class:`tessera.access.flows.TokenApprovals`)."""
+
+    def token_needs_approval(
+        self,
+        grant: TokenGrant,
+        obligations: dict[str, str],
+        *,
+        policy_version: str | None,
+        policies: tuple[str, ...],
+        callback_token: str | None,
+    ) -> None:
+        """Return to issue anyway (break-glass), or raise :class:`PendingApproval`."""
+        ...

@@ -17,7 +17,7 @@ from tessera.identity.agents import SCOPE_TOKEN, Agent
 from tessera.policy.issuance import IssuancePolicy
 from tessera.tokens.authorization_details import parse_authorization_details
 from tessera.tokens.client_auth import AuthenticatedClient
-from tessera.tokens.grants import ProofOfPossession, TaskBinder
+from tessera.tokens.grants import ApprovalGate, ProofOfPossession, TaskBinder
 from tessera.tokens.issuer import IssuedToken, TokenGrant, TokenIssuer
 from tessera.tokens.requests import TokenRequest
 
@@ -74,6 +74,7 @@ class ClientCredentialsGrant:
         max_ttl: int,
         policy: IssuancePolicy | None = None,
         tasks: TaskBinder | None = None,
+        approvals: ApprovalGate | None = None,
     ) -> None:
         self._issuer = issuer
         self._clock = clock
@@ -82,6 +83,7 @@ class ClientCredentialsGrant:
         self._max_ttl = max_ttl
         self._policy = policy
         self._tasks = tasks
+        self._approvals = approvals
 
     def can_handle(self, request: TokenRequest) -> bool:
         return request.grant_type == GRANT_TYPE
@@ -122,7 +124,17 @@ class ClientCredentialsGrant:
                 authorization_details=grant.authorization_details,
                 client_ip=request.client_ip,
                 task_facts=task,
+                approvals_allowed=self._approvals is not None,
             )
+            if verdict.needs_approval and self._approvals is not None:
+                # CIBA §7.3: answered with an auth_req_id, unless break-glass lets it through.
+                self._approvals.token_needs_approval(
+                    grant,
+                    verdict.obligations,
+                    policy_version=verdict.policy_version,
+                    policies=verdict.policies,
+                    callback_token=request.params.get("client_notification_token"),
+                )
             grant = replace(
                 grant,
                 ttl=verdict.cap_ttl(grant.ttl),
