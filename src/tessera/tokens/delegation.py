@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from tessera.errors import InvalidGrant
+from tessera.federation.keys import FEDERATION_ALGORITHMS
 from tessera.tokens.access_tokens import AccessToken
 from tessera.tokens.jose import JwsError, parse_compact
 from tessera.tokens.subject_tokens import SubjectTokenVerifier, VerifiedSubjectToken
@@ -51,9 +52,14 @@ def chain_subject(token: VerifiedSubjectToken) -> str:
 
 
 def unverified_issuer(raw: str) -> str:
-    """The ``iss`` a token claims, read only to pick the verifier that will check it."""
+    """The ``iss`` a token claims, read only to pick the verifier that will check it.
+
+    Any algorithm some verifier can check is let through here (trusted issuers sign
+    with RSA too); the chosen verifier holds each issuer and key to its own list.
+    """
     try:
-        issuer = parse_compact(raw, max_bytes=MAX_SUBJECT_TOKEN_BYTES).claims.get("iss")
+        parsed = parse_compact(raw, max_bytes=MAX_SUBJECT_TOKEN_BYTES, algorithms=FEDERATION_ALGORITHMS)
+        issuer = parsed.claims.get("iss")
     except JwsError as exc:
         raise InvalidGrant(f"subject token is not a valid jwt: {exc}") from exc
     if not isinstance(issuer, str) or not issuer:
