@@ -1,0 +1,113 @@
+"""A Tessera server for one simulation: in this process, on loopback, with a clock the simulator moves.
+
+The server is the real one (``create_app``, uvicorn, SQLite in a temporary data
+directory); only its clock is a :class:`ManualClock`, so days of traffic replay
+in seconds. Between requests the simulator calls :meth:`LocalServer.settle`,
+which waits until the detector has taken in every audit record so far and the
+change feed has reached this worker — what a real-time server does in the
+seconds between an agent's requests.
+"""
+
+from __future__ import annotations
+
+import socket
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from tessera.clock import ManualClock
+from tessera.config import Settings
+from tessera.events.change_feed import latest_seq
+from tessera.runtime import Runtime
+from tessera.server.app import create_app
+from tessera.simulate.model import NETWORK_ZONES
+
+SETTLE_LIMIT = 5.0  # seconds of real time; a detector that lags longer is reported, not waited for
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class LocalServer:
+    def __init__(
+        self, start_epoch: float, *, home: Path | None = None, settings: dict[str, Any] | None = None
+    ):
+        self._tmp = tempfile.TemporaryDirectory(prefix="tessera-simulate-") if home is None else None
+        self.home = home or Path(self._tmp.name if self._tmp else ".")
+        self.port = free_port()
+        self.clock = ManualClock(start_epoch)
+        zones = {**NETWORK_ZONES, "127.0.0.0/8": "local"}
+        self.settings = Settings(
+            home=self.home,
+            database_url=f"sqlite:///{(self.home / 'tessera.db').resolve()}",
+            host="127.0.0.1",
+            port=self.port,
+            network_zones=zones,
+            change_poll_interval=0.02,
+            **(settings or {}),
+        )
+        self.runtime = Runtime(self.settings, clock=self.clock)
+        self.admin_token = ""
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self.lagged = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> LocalServer:
+        created = self.runtime.start()
+        self.admin_token = created or self.settings.admin_token_path.read_text().strip()
+        app = create_app(runtime=self.runtime)
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="tessera-simulate-server", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the simulation's server did not start")
+            time.sleep(0.01)
+        return self
+
+    def now(self) -> float:
+        return self.clock.now()
+
+    def advance_to(self, epoch: float) -> None:
+        if epoch > self.clock.now():
+            self.clock.set(epoch)
+
+    def settle(self) -> None:
+        """Wait until the detector and the change feed have caught up with what the server did."""
+        deadline = time.monotonic() + SETTLE_LIMIT
+        while not self._caught_up():
+            if time.monotonic() > deadline:
+                self.lagged += 1
+                return
+            time.sleep(0.001)
+
+    def _caught_up(self) -> bool:
+        pending = getattr(self.runtime, "detection_pending", None)
+        if callable(pending) and pending():
+            return False
+        follower = self.runtime.follower
+        return follower is None or follower.position >= latest_seq(self.runtime.engine)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        else:
+            self.runtime.stop()
+        if self._tmp is not None:
+            self._tmp.cleanup()
