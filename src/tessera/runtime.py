@@ -20,6 +20,10 @@ from tessera.audit.sinks import HttpSink, JsonlFileSink, Sink
 from tessera.audit.writer import AuditWriter, CheckpointSigner
 from tessera.clock import Clock, SystemClock
 from tessera.config import Settings
+from tessera.detect.detectors import DEFAULT_POINTS, Tuning
+from tessera.detect.engine import RISK_CHANGED, RiskEngine
+from tessera.detect.risk import RiskBoard
+from tessera.detect.stream import EventStream
 from tessera.events.change_feed import Change, ChangeFollower, latest_seq
 from tessera.identity.admin_credentials import ADMIN_CHANGED, AdminCredentials
 from tessera.identity.agents import Agent
@@ -32,6 +36,9 @@ from tessera.policy.entities import EntityIndex
 from tessera.policy.issuance import IssuancePolicy
 from tessera.policy.pdp import PolicyDecisionPoint
 from tessera.policy.service import POLICY_CHANGED, RESOURCE_CHANGED, PolicyService, ResourceService
+from tessera.response.controls import RESPONSE_CHANGED, ResponseControls
+from tessera.response.guard import DecisionGuard, ResponseGuard, owner_lookup
+from tessera.response.kill_switch import KILL_CHANGED, KillRules, KillSwitch
 from tessera.storage.agents import SqlAgentRepository
 from tessera.storage.database import create_database_engine, migrate, reading, writing
 from tessera.storage.single_use import SqlSingleUseStore
@@ -129,6 +136,7 @@ class Runtime:
             max_assertion_lifetime=settings.assertion_max_lifetime,
             allow_client_secret=settings.allow_client_secret,
         )
+        self._build_verification()
         self.issuer_service = TokenIssuer(
             self.engine,
             self.clock,
@@ -137,6 +145,7 @@ class Runtime:
             keyring=self.keyring,
             auditor=self.auditor,
             max_token_bytes=settings.max_token_bytes,
+            guard=ResponseGuard(self.kill_rules, self.controls),
         )
         nonces = (
             NonceIssuer(self.sealer.derive("tessera/dpop-nonce/v1"), settings.dpop_nonce_lifetime)
@@ -170,6 +179,7 @@ class Runtime:
             leeway=settings.clock_leeway,
             max_bytes=settings.max_token_bytes,
             max_lifetime=settings.max_access_token_ttl,
+            stopped=self.decision_guard.token_stopped,
         )
         self.introspector = Introspector(self.validator, self.auditor)
         self.revoker = Revoker(self.engine, self.clock, self.validator, self.revocation, self.auditor)
@@ -181,6 +191,46 @@ class Runtime:
 
     def keyring(self) -> KeyRing:
         return self._keyring
+
+    def _build_verification(self) -> None:
+        """Continuous verification: the event stream, the risk engine, response controls, kill switch."""
+        settings = self.settings
+        self.events = EventStream(settings.detect_queue_size)
+        if settings.detect_enabled:
+            self.auditor.subscribe(self.events.offer)
+        tuning = Tuning(
+            learning_events=settings.risk_learning_events,
+            learning_seconds=settings.risk_learning_seconds,
+            half_life=settings.risk_half_life,
+            points={**DEFAULT_POINTS, **settings.risk_points},
+            model_threshold=settings.risk_model_threshold,
+        )
+        self.risk_board = RiskBoard(settings.risk_half_life)
+        self.risk = RiskEngine(
+            self.engine,
+            self.clock,
+            self.risk_board,
+            tuning,
+            known_agent=lambda agent_id: self.revocation.agent_state(agent_id) is not None,
+            origin=self.ids.new("rep"),
+            publish_delta=settings.risk_publish_delta,
+            snapshot_interval=settings.risk_snapshot_interval,
+        )
+        self.events.subscribe(self.risk.handle)
+        self.kill_rules = KillRules()
+        self.controls = ResponseControls()
+        self.kill_switch = KillSwitch(
+            self.engine,
+            self.clock,
+            self.ids,
+            self.kill_rules,
+            revocation=self.revocation,
+            auditor=self.auditor,
+        )
+        self.decision_guard = DecisionGuard(
+            self.risk.view, self.controls, self.kill_rules, owner_lookup(self.entities)
+        )
+        self.decisions.verification = self.decision_guard
 
     def _checkpoint_signer(self) -> CheckpointSigner | None:
         key = self._keyring.signing_key(self.clock.now())
@@ -204,6 +254,9 @@ class Runtime:
         self.keys.ensure_signing_key()
         self.reload_keys()
         self.revocation.load(self.engine, self.clock.now())
+        self.kill_rules.load(self.engine)
+        self.controls.load(self.engine)
+        self.risk.load()
         self.entities.set_agents(self.agents.list())
         self.resources.load()
         self.policies.ensure_active()
@@ -232,8 +285,12 @@ class Runtime:
         self.follower.on(AGENT_CHANGED, self._reload_agent_entity)
         self.follower.on(POLICY_CHANGED, self.policies.on_change)
         self.follower.on(RESOURCE_CHANGED, self.resources.on_change)
+        self.follower.on(KILL_CHANGED, self.kill_rules.on_change)
+        self.follower.on(RESPONSE_CHANGED, self.controls.on_change)
+        self.follower.on(RISK_CHANGED, self.risk.on_change)
         if background:
             self._start_sinks()
+            self.events.start()
             self.audit_writer.start()
             self.follower.start()
             self._maintenance = threading.Thread(
@@ -270,6 +327,7 @@ class Runtime:
         if self.keys.rotate_if_due():
             self.reload_keys()
         self.audit_writer.checkpoint_if_due()
+        self.risk.snapshot()
         self.revocation.prune(now, self.settings.clock_leeway)
         with writing(self.engine) as conn:
             SqlSingleUseStore().prune(conn, now)
@@ -295,6 +353,11 @@ class Runtime:
     def stop(self) -> None:
         self._stop.set()
         self.audit_writer.stop()
+        self.events.stop()
+        try:
+            self.risk.snapshot()
+        except Exception:
+            log.exception("final risk snapshot failed")
         if self._forwarder is not None:
             self._forwarder.stop()
         if self._http_sink is not None:

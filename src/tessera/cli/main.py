@@ -9,7 +9,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from tessera.cli import agents, audit, keys, policy, resources, serve, simulate, tokens
+from tessera.cli import agents, audit, keys, kill, policy, resources, serve, simulate, tokens
 from tessera.cli.client import CliError
 from tessera.cli.output import error
 
@@ -74,6 +74,7 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(policy.app, name="policy")
 app.add_typer(resources.app, name="resource")
 app.add_typer(audit.app, name="audit")
+app.add_typer(kill.app, name="kill")
 app.command("simulate")(simulate.simulate)
 
 

@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse, Response
 from tessera import __version__
 from tessera.config import Settings
 from tessera.runtime import Runtime
-from tessera.server import admin, audit, authzen, oauth, policies, policy_feed
+from tessera.server import admin, audit, authzen, oauth, policies, policy_feed, verification
 from tessera.server.errors import install_error_handlers
 from tessera.server.limits import BodySizeLimit, BodyTooLarge
 
@@ -58,6 +58,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(oauth.router)
     app.include_router(authzen.router)
     app.include_router(admin.router)
+    app.include_router(verification.router)
     app.include_router(audit.router)
     app.include_router(audit.public)
     app.include_router(policies.router)

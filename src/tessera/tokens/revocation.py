@@ -107,21 +107,25 @@ def revoke_tokens(
     jti: str | None = None,
     agent_id: str | None = None,
     task_id: str | None = None,
+    subject: str | None = None,
 ) -> dict[str, float]:
     """Mark live tokens revoked in the caller's transaction and publish them on the feed.
 
-    Exactly one of ``jti``, ``agent_id`` or ``task_id`` selects the tokens.
+    Exactly one of ``jti``, ``agent_id``, ``task_id`` or ``subject`` (the chain's
+    original subject, ``issued_tokens.subject``) selects the tokens.
     Returns ``{jti: expires_at}`` of the tokens newly revoked.
     """
-    selectors = [s for s in (jti, agent_id, task_id) if s is not None]
+    selectors = [s for s in (jti, agent_id, task_id, subject) if s is not None]
     if len(selectors) != 1:
-        raise ValueError("revoke_tokens needs exactly one of jti, agent_id, task_id")
+        raise ValueError("revoke_tokens needs exactly one of jti, agent_id, task_id, subject")
     condition = (
         issued_tokens.c.jti == jti
         if jti is not None
         else issued_tokens.c.agent_id == agent_id
         if agent_id is not None
         else issued_tokens.c.task_id == task_id
+        if task_id is not None
+        else issued_tokens.c.subject == subject
     )
     live = conn.execute(
         select(issued_tokens.c.jti, issued_tokens.c.expires_at).where(
@@ -138,6 +142,6 @@ def revoke_tokens(
             .where(issued_tokens.c.jti.in_(jtis[start : start + 500]), issued_tokens.c.revoked_at.is_(None))
             .values(revoked_at=now, revoked_reason=reason[:500])
         )
-    subject = jti or agent_id or task_id or ""
-    publish(conn, TOKENS_REVOKED, subject, {"tokens": revoked, "reason": reason[:200]}, now)
+    selected = jti or agent_id or task_id or subject or ""
+    publish(conn, TOKENS_REVOKED, selected[:200], {"tokens": revoked, "reason": reason[:200]}, now)
     return revoked
