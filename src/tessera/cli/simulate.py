@@ -139,9 +139,11 @@ def simulate(
             if done % 50 == 0 or done == total:
                 progress.update(task, completed=done, total=total)
 
-        result = run_simulation(config, url=url, admin_token=token, threshold=threshold, progress=advance)
+        result = run_simulation(
+            config, url=url, admin_token=token, threshold=threshold, progress=advance, watch=chart_attack
+        )
     if chart is not None:
-        result.write_chart(chart, chart_attack)
+        result.write_chart(chart)
     if json_output:
         data = result_json(result)
         if chart is not None:

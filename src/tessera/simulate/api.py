@@ -39,7 +39,8 @@ class Answer:
 
     allowed: bool
     policies: tuple[str, ...]
-    error: str = ""
+    error: str = ""  # a refusal before the PDP (e.g. the token was revoked)
+    errors: tuple[str, ...] = ()  # the decision's own (a kill switch, a required approval)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,4 +155,5 @@ class TesseraApi:
             bool(answer.get("decision")),
             tuple(str(p) for p in context.get("determining_policies", [])),
             str(error.get("message", "error")) if isinstance(error, dict) else "",
+            tuple(str(e) for e in context.get("errors", []) if isinstance(e, str)),
         )

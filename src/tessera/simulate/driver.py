@@ -18,6 +18,9 @@ from tessera.simulate.api import Answer, TesseraApi, Token
 from tessera.simulate.bundle import RESPONSE_POLICIES, SCOPE, simulation_bundle
 from tessera.simulate.model import AgentSpec, AttackKind, Scenario, SimRequest
 
+SAMPLE_EVERY = 4  # a quiet agent's risk is read after every 4th request
+NEAR_ATTACK = 3600.0  # ... and after every request within an hour of an attack on it
+WATCH_INTERVAL = 600.0  # the watched agent's risk is also read this often (simulated seconds)
 TOKEN_MARGIN = 60.0  # refresh a token this long before it expires
 REFUSED_RETRY = 600.0  # an agent refused a token tries again after this many simulated seconds
 NO_TOKEN = "no token: the token endpoint refused the agent"
@@ -69,6 +72,7 @@ class RunRecord:
     agent_ids: list[str]
     lagged: int = 0
     token_refusals: int = 0
+    risk_readings: int = 0
 
 
 @dataclass
@@ -79,20 +83,33 @@ class _Session:
     token: Token | None = None
     refused_until: float = -math.inf
     tasks: int = 0
+    requests: int = 0
+    last_risk: int = 0
     extra_resources: list[str] = field(default_factory=list)
 
 
 class Driver:
     def __init__(
-        self, api: TesseraApi, clock: SimulatedTime, scenario: Scenario, *, token_lifetime: int = 3600
+        self,
+        api: TesseraApi,
+        clock: SimulatedTime,
+        scenario: Scenario,
+        *,
+        token_lifetime: int = 3600,
+        watch: int | None = None,
     ):
         self.api = api
+        self.watch = watch
         self.clock = clock
         self.scenario = scenario
         self.token_lifetime = token_lifetime
         self._sessions: list[_Session] = []
         self._stolen: dict[int, Token | None] = {}
         self._refusals = 0
+        self._readings = 0
+        self._windows: dict[int, list[tuple[float, float]]] = {}
+        for attack in scenario.attacks:
+            self._windows.setdefault(attack.agent, []).append((attack.start, attack.end))
 
     def _epoch(self, at: float) -> float:
         return self.scenario.start_epoch + at
@@ -130,13 +147,15 @@ class Driver:
                 session = self._sessions[event.agent]
                 session.extra_resources.append(event.resource.id)
                 session.token = None  # the task now declares the new resource: a new token
+            if self.watch is not None:
+                self._sample(trace[self.watch], request.at)
             self.clock.advance_to(self._epoch(request.at))
             answer = self._ask(request)
             self.clock.settle()
-            risk = self.api.risk(self._sessions[request.agent].agent_id).score
+            risk = self._read_risk(request, answer)
             trace[request.agent].append((request.at, risk))
             response = not answer.allowed and (
-                bool(RESPONSE_POLICIES.intersection(answer.policies)) or bool(answer.error)
+                bool(RESPONSE_POLICIES.intersection(answer.policies)) or bool(answer.error or answer.errors)
             )
             outcomes.append(
                 Outcome(answer.allowed, response, answer.policies, answer.error, risk, request.at)
@@ -150,7 +169,44 @@ class Driver:
             final_states={i: states.get(s.agent_id, "") for i, s in enumerate(self._sessions)},
             agent_ids=[s.agent_id for s in self._sessions],
             token_refusals=self._refusals,
+            risk_readings=self._readings,
         )
+
+    def _read_risk(self, request: SimRequest, answer: Answer) -> int:
+        """The agent's risk after ``request``: read from the server whenever it can have moved.
+
+        Always near an attack on the agent, for the watched agent, after a denial and
+        while the last reading was above zero; otherwise every ``SAMPLE_EVERY``-th
+        request (a quiet agent's score is 0 and stays there until a detector fires,
+        after which it is read on every request until it has decayed back to 0).
+        """
+        session = self._sessions[request.agent]
+        session.requests += 1
+        near_attack = any(
+            start - NEAR_ATTACK <= request.at <= end + NEAR_ATTACK
+            for start, end in self._windows.get(request.agent, ())
+        )
+        if (
+            near_attack
+            or request.agent == self.watch
+            or not answer.allowed
+            or session.last_risk > 0
+            or session.requests % SAMPLE_EVERY == 0
+        ):
+            session.last_risk = self.api.risk(session.agent_id).score
+            self._readings += 1
+        return session.last_risk
+
+    def _sample(self, points: list[tuple[float, int]], until: float) -> None:
+        """Read the watched agent's risk every ``WATCH_INTERVAL`` between requests (it decays)."""
+        if self.watch is None:
+            return
+        last = points[-1][0] if points else 0.0
+        at = (last // WATCH_INTERVAL + 1) * WATCH_INTERVAL
+        while at < until:
+            self.clock.advance_to(self._epoch(at))
+            points.append((at, self.api.risk(self._sessions[self.watch].agent_id).score))
+            at += WATCH_INTERVAL
 
     def _ask(self, request: SimRequest) -> Answer:
         session = self._sessions[request.agent]

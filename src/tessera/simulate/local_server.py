@@ -19,6 +19,7 @@ from typing import Any
 
 import uvicorn
 
+from tessera.audit.records import AuditRecord
 from tessera.clock import ManualClock
 from tessera.config import Settings
 from tessera.events.change_feed import latest_seq
@@ -55,6 +56,11 @@ class LocalServer:
             **(settings or {}),
         )
         self.runtime = Runtime(self.settings, clock=self.clock)
+        # Every durable audit record is offered to the detector's event stream; count them
+        # too, so that ``settle`` knows when the stream has handled all there were.
+        self._offered = 0
+        self._offered_lock = threading.Lock()
+        self.runtime.auditor.subscribe(self._count)
         self.admin_token = ""
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -95,9 +101,13 @@ class LocalServer:
                 return
             time.sleep(0.001)
 
+    def _count(self, records: list[AuditRecord]) -> None:
+        with self._offered_lock:
+            self._offered += len(records)
+
     def _caught_up(self) -> bool:
-        pending = getattr(self.runtime, "detection_pending", None)
-        if callable(pending) and pending():
+        events = self.runtime.events
+        if events.running and events.delivered + events.dropped < self._offered:
             return False
         follower = self.runtime.follower
         return follower is None or follower.position >= latest_seq(self.runtime.engine)

@@ -154,7 +154,7 @@ class SimulationConfig:
     """The knobs of a run; the defaults are the documented default run."""
 
     seed: int = 7
-    agents: int = 48
+    agents: int = 40
     days: float = 3.0
     segments: tuple[str, ...] = ("payments", "research", "support", "operations")
     resources_per_segment: int = 28

@@ -29,9 +29,11 @@ class SimulationResult:
     threshold: int
     seconds: float
     server: str  # "local (simulated clock)" or the URL driven
+    watch: AttackKind = AttackKind.EXFILTRATION
 
-    def chart_data(self, kind: AttackKind = AttackKind.EXFILTRATION) -> ChartData:
-        """The first attack of ``kind``: its agent's risk over the whole run."""
+    def chart_data(self) -> ChartData:
+        """The first attack of the watched kind: its agent's risk over the whole run."""
+        kind = self.watch
         attack = next((a for a in self.scenario.attacks if a.kind is kind), None)
         agent = attack.agent if attack is not None else 0
         spec = self.scenario.fleet.agents[agent]
@@ -52,8 +54,8 @@ class SimulationResult:
             threshold=self.threshold,
         )
 
-    def write_chart(self, path: Path, kind: AttackKind = AttackKind.EXFILTRATION) -> Path:
-        return write_chart(self.chart_data(kind), path)
+    def write_chart(self, path: Path) -> Path:
+        return write_chart(self.chart_data(), path)
 
 
 def simulate(
@@ -64,6 +66,7 @@ def simulate(
     threshold: int = DEFAULT_THRESHOLD,
     server_settings: dict[str, Any] | None = None,
     progress: Progress | None = None,
+    watch: AttackKind = AttackKind.EXFILTRATION,
 ) -> SimulationResult:
     """Run ``config`` on a fresh local server with a simulated clock, or on ``url`` in real time."""
     scenario = build_scenario(config)
@@ -80,8 +83,16 @@ def simulate(
         clock = RealTime(time.time)
         # Real time: the scenario's timeline starts now; requests go out as fast as answered.
         scenario.start_epoch = time.time()
+    watched = next((a.agent for a in scenario.attacks if a.kind is watch), None)
     try:
-        driver = Driver(api, clock, scenario, token_lifetime=config.token_lifetime)
+        driver = Driver(
+            api,
+            clock,
+            scenario,
+            token_lifetime=config.token_lifetime,
+            # Between requests the risk is read only where the simulator moves the clock.
+            watch=watched if local is not None else None,
+        )
         driver.setup()
         total = len(scenario.requests)
         record = driver.run(None if progress is None else lambda done: progress(done, total))
@@ -107,4 +118,5 @@ def simulate(
         threshold=threshold,
         seconds=time.monotonic() - started,
         server=url or "local (simulated clock)",
+        watch=watch,
     )

@@ -64,6 +64,7 @@ def result_json(result: SimulationResult) -> dict[str, Any]:
         "median_requests_to_denial": report.median_requests_to_denial,
         "median_requests_to_response": report.median_requests_to_response,
         "token_refusals": result.record.token_refusals,
+        "risk_readings": result.record.risk_readings,
         "detector_lagged": result.record.lagged,
         "targets": report.targets,
         "targets_met": all(report.targets.values()),
