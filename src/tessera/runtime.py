@@ -25,6 +25,7 @@ from tessera.detect.engine import RISK_CHANGED, RiskEngine
 from tessera.detect.risk import RiskBoard
 from tessera.detect.stream import EventStream
 from tessera.events.change_feed import Change, ChangeFollower, latest_seq
+from tessera.events.security_events import Deliverer
 from tessera.identity.admin_credentials import ADMIN_CHANGED, AdminCredentials
 from tessera.identity.agents import Agent
 from tessera.identity.service import AgentService
@@ -39,6 +40,9 @@ from tessera.policy.service import POLICY_CHANGED, RESOURCE_CHANGED, PolicyServi
 from tessera.response.controls import RESPONSE_CHANGED, ResponseControls
 from tessera.response.guard import DecisionGuard, ResponseGuard, owner_lookup
 from tessera.response.kill_switch import KILL_CHANGED, KillRules, KillSwitch
+from tessera.response.playbooks import parse_yaml
+from tessera.response.receivers import RECEIVERS_CHANGED, Receivers
+from tessera.response.runner import PLAYBOOKS_CHANGED, PlaybookRunner
 from tessera.storage.agents import SqlAgentRepository
 from tessera.storage.database import create_database_engine, migrate, reading, writing
 from tessera.storage.single_use import SqlSingleUseStore
@@ -227,6 +231,26 @@ class Runtime:
             revocation=self.revocation,
             auditor=self.auditor,
         )
+        self.receivers = Receivers(
+            self.engine, self.clock, self.ids, self.auditor, configured=settings.set_receivers
+        )
+        self.playbooks = PlaybookRunner(
+            self.engine,
+            self.clock,
+            self.ids,
+            self.auditor,
+            agents=self.agents,
+            revocation=self.revocation,
+            controls=self.controls,
+            receivers=self.receivers,
+            deliverer=Deliverer(timeout=settings.webhook_timeout),
+            signer=self._checkpoint_signer,
+            issuer=self.issuer,
+            alert_url=settings.alert_webhook_url,
+            owner_url=settings.owner_webhook_url,
+        )
+        self.risk.add_listener(self.playbooks.on_risk)
+        self.events.subscribe(self.playbooks.on_record)
         self.decision_guard = DecisionGuard(
             self.risk.view, self.controls, self.kill_rules, owner_lookup(self.entities)
         )
@@ -257,6 +281,8 @@ class Runtime:
         self.kill_rules.load(self.engine)
         self.controls.load(self.engine)
         self.risk.load()
+        self.receivers.load()
+        self.playbooks.load()
         self.entities.set_agents(self.agents.list())
         self.resources.load()
         self.policies.ensure_active()
@@ -266,6 +292,7 @@ class Runtime:
             if bundle.version != self.pdp.version:
                 note = f"TESSERA_POLICY_BUNDLE={settings.policy_bundle}"
                 self.policies.apply(bundle, RequestContext(), note=note)
+        self._apply_playbook_file()
         if settings.authzen_allow_anonymous:
             log.warning(
                 "TESSERA_AUTHZEN_ALLOW_ANONYMOUS is on: the AuthZEN API answers callers WITHOUT "
@@ -288,9 +315,12 @@ class Runtime:
         self.follower.on(KILL_CHANGED, self.kill_rules.on_change)
         self.follower.on(RESPONSE_CHANGED, self.controls.on_change)
         self.follower.on(RISK_CHANGED, self.risk.on_change)
+        self.follower.on(PLAYBOOKS_CHANGED, self.playbooks.on_change)
+        self.follower.on(RECEIVERS_CHANGED, self.receivers.on_change)
         if background:
             self._start_sinks()
             self.events.start()
+            self.playbooks.deliverer.start()
             self.audit_writer.start()
             self.follower.start()
             self._maintenance = threading.Thread(
@@ -298,6 +328,20 @@ class Runtime:
             )
             self._maintenance.start()
         return created
+
+    def _apply_playbook_file(self) -> None:
+        """Playbooks from a file (TESSERA_PLAYBOOKS_FILE, HOME/playbooks.yaml or the policy
+        bundle's playbooks.yaml, the first that exists) are applied unless already active."""
+        settings = self.settings
+        candidates = [settings.playbooks_file, settings.home / "playbooks.yaml"]
+        if settings.policy_bundle is not None:
+            candidates.append(settings.policy_bundle / "playbooks.yaml")
+        path = next((c for c in candidates if c is not None and c.is_file()), None)
+        if path is None:
+            return
+        books = parse_yaml(path.read_text(encoding="utf-8"))
+        if not self.playbooks.matches_applied(books):
+            self.playbooks.apply(books, RequestContext(), note=f"playbooks file {path}")
 
     def _start_sinks(self) -> None:
         """Forward every committed audit record to the configured SIEM sinks, in chain order."""
@@ -354,6 +398,7 @@ class Runtime:
         self._stop.set()
         self.audit_writer.stop()
         self.events.stop()
+        self.playbooks.deliverer.stop()
         try:
             self.risk.snapshot()
         except Exception:

@@ -9,7 +9,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from tessera.cli import agents, audit, keys, kill, policy, resources, serve, simulate, tokens
+from tessera.cli import agents, audit, keys, kill, playbook, policy, resources, serve, simulate, tokens
 from tessera.cli.client import CliError
 from tessera.cli.output import error
 
@@ -75,6 +75,8 @@ app.add_typer(policy.app, name="policy")
 app.add_typer(resources.app, name="resource")
 app.add_typer(audit.app, name="audit")
 app.add_typer(kill.app, name="kill")
+app.add_typer(playbook.app, name="playbook")
+app.add_typer(playbook.receivers, name="receiver")
 app.command("simulate")(simulate.simulate)
 
 

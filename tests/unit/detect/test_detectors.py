@@ -1,4 +1,4 @@
-"""Each detector on a crafted sequence, against a baseline learned from ordinary work (no clock, no sleeps)."""
+"""Each detector on a crafted sequence, against a baseline learned from ordinary work (no sleeps)."""
 
 from __future__ import annotations
 
@@ -145,6 +145,8 @@ def test_suspicious_events_do_not_become_the_norm() -> None:
 def test_a_profile_survives_its_json_snapshot() -> None:
     profile, at = baseline()
     copy = Profile.from_json("agt_1", profile.to_json())
-    assert copy.resources == profile.resources and copy.zones == profile.zones
-    assert copy.hours == profile.hours and copy.rate_baseline == profile.rate_baseline
+    assert copy.resources == profile.resources
+    assert copy.zones == profile.zones
+    assert copy.hours == profile.hours
+    assert copy.rate_baseline == profile.rate_baseline
     assert detectors_of(copy, ordinary(at + 60, zone="unknown")) == [d.NEW_ZONE]

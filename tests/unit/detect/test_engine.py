@@ -19,7 +19,8 @@ PEP = RequestContext(Actor(ActorType.AGENT, "gateway"), ip="10.1.2.3")
 POLICIES = (
     '@id("read")\npermit(principal is Agent, action == Action::"read", resource);\n'
     '@id("no-high-risk")\nforbid(principal, action, resource) when { context.risk >= 80 };\n'
-    '@id("no-unusual-zone")\nforbid(principal, action, resource) when { context.risk_reasons.contains("new_zone") };\n'
+    '@id("no-unusual-zone")\nforbid(principal, action, resource)\n'
+    'when { context.risk_reasons.contains("new_zone") };\n'
 )
 
 
@@ -56,7 +57,8 @@ def test_a_new_agent_learns_then_scores_and_the_pdp_sees_the_risk(
     assert detecting.risk.view(agent, clock.now()).learning
     learn_ordinary_work(detecting, clock, agent)
     view = detecting.risk.view(agent, clock.now())
-    assert not view.learning and view.score == 0
+    assert not view.learning
+    assert view.score == 0
     # Reads outside the task's declared resources (30 points each, and 8 for a resource never
     # seen): each is scored after its decision, so after the third even ordinary reads are refused.
     clock.advance(5)
@@ -102,7 +104,8 @@ def test_a_caller_cannot_supply_its_own_risk(detecting: Runtime, clock: ManualCl
         agent, [Reason("rate_spike", 90, "x", clock.now())], learning=False, now=clock.now()
     )
     context = detecting.decisions.request_for(question).context
-    assert context["risk"] == 90 and context["risk_reasons"] == ["rate_spike"]
+    assert context["risk"] == 90
+    assert context["risk_reasons"] == ["rate_spike"]
 
 
 def test_scores_reach_other_replicas_and_release_resets_them(
@@ -133,7 +136,9 @@ def test_profiles_persist_across_a_restart(detecting: Runtime, clock: ManualCloc
     restarted.start(background=False)
     try:
         profile = restarted.risk.profile(agent)
-        assert profile is not None and profile.events == 20 and "corporate" in profile.zones
+        assert profile is not None
+        assert profile.events == 20
+        assert "corporate" in profile.zones
         assert not restarted.risk.view(agent, clock.now()).learning
     finally:
         restarted.stop()
@@ -153,8 +158,10 @@ def test_a_full_stream_drops_and_counts_instead_of_blocking() -> None:
         prev_hash="0" * 64,
     )
     stream.offer([record] * 150)
-    assert stream.dropped == 50 and stream.pending() == 100
-    assert stream.drain() == 100 and len(seen) == 100
+    assert stream.dropped == 50
+    assert stream.pending() == 100
+    assert stream.drain() == 100
+    assert len(seen) == 100
 
 
 def test_records_of_a_rolled_back_transaction_never_reach_the_detector(detecting: Runtime) -> None:

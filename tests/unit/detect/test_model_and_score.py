@@ -18,7 +18,7 @@ def test_half_space_trees_score_an_outlier_above_every_ordinary_event() -> None:
     model = AgentModel(window_size=50)
     at = MONDAY_9
     scores: list[float] = []
-    for n in range(400):
+    for _ in range(400):
         at += 30 + rng.random() * 30
         obs = ordinary(MONDAY_9 + (at - MONDAY_9) % 28800, rng.randint(0, 4))
         score = model.score_and_learn(features(profile, obs))
@@ -28,7 +28,8 @@ def test_half_space_trees_score_an_outlier_above_every_ordinary_event() -> None:
     assert scores, "the model scores once it has seen two windows"
     outlier = ordinary(at + 6 * 3600, resource='Resource::"vault"', zone="elsewhere", delegation_depth=3)
     odd = model.score_and_learn(features(profile, outlier))
-    assert odd is not None and odd > max(scores)
+    assert odd is not None
+    assert odd > max(scores)
 
 
 def test_features_are_scaled_into_the_unit_interval() -> None:
@@ -42,7 +43,8 @@ def test_the_score_sums_reasons_caps_at_100_and_decays_by_half_life() -> None:
     view = board.add("a", [Reason("new_zone", 40, "zone x", 1000.0)], learning=False, now=1000.0)
     assert view.score == 40
     view = board.add("a", [Reason("beyond_task", 30, "doc", 1000.0)], learning=False, now=1000.0)
-    assert view.score == 70 and [r.detector for r, _ in view.reasons] == ["new_zone", "beyond_task"]
+    assert view.score == 70
+    assert [r.detector for r, _ in view.reasons] == ["new_zone", "beyond_task"]
     assert board.view("a", 1600.0).score == 35  # one half-life later
     assert board.view("a", 1000.0 + 600 * 8).score == 0  # back to normal; the reasons fall away
     assert board.view("a", 1000.0 + 600 * 8).reasons == ()
@@ -52,7 +54,9 @@ def test_the_score_sums_reasons_caps_at_100_and_decays_by_half_life() -> None:
 
 def test_an_unknown_agent_scores_zero_and_is_learning() -> None:
     view = RiskBoard(600).view("nobody", 0.0)
-    assert view.score == 0 and view.learning and view.reasons == ()
+    assert view.score == 0
+    assert view.learning
+    assert view.reasons == ()
 
 
 def test_resource_types() -> None:
@@ -62,7 +66,7 @@ def test_resource_types() -> None:
 
 
 def test_observations_come_only_from_agent_activity() -> None:
-    from tessera.audit.records import AuditEvent, Actor, ActorType, build_record
+    from tessera.audit.records import Actor, ActorType, AuditEvent, build_record
 
     def record(type_: str, actor: Actor, **fields: object) -> object:
         event = AuditEvent(type=type_, actor=actor, **fields)  # type: ignore[arg-type]
@@ -85,5 +89,8 @@ def test_observations_come_only_from_agent_activity() -> None:
         data={"action": "read", "resource": 'Resource::"d"', "network_zone": "corp", "beyond_task": True},
     )
     obs = observe(decision)  # type: ignore[arg-type]
-    assert obs is not None and obs.denied and obs.beyond_task and obs.zone == "corp"
+    assert obs is not None
+    assert obs.denied
+    assert obs.beyond_task
+    assert obs.zone == "corp"
     assert isinstance(obs, Observation)
