@@ -103,6 +103,13 @@ def simulate(
             "TESSERA_HOME) instead of starting a local one on a simulated clock.",
         ),
     ] = None,
+    speed: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="With --url: simulated seconds per real second (1 = real time, 0 = as fast as answered).",
+        ),
+    ] = 1.0,
     chart: Annotated[
         Path | None, typer.Option("--chart", metavar="PATH", help="Write a PNG of one attacked agent's risk.")
     ] = None,
@@ -140,7 +147,13 @@ def simulate(
                 progress.update(task, completed=done, total=total)
 
         result = run_simulation(
-            config, url=url, admin_token=token, threshold=threshold, progress=advance, watch=chart_attack
+            config,
+            url=url,
+            admin_token=token,
+            threshold=threshold,
+            progress=advance,
+            watch=chart_attack,
+            speed=speed,
         )
     if chart is not None:
         result.write_chart(chart)

@@ -10,6 +10,7 @@ A stolen token is the victim's token as it was when the attack began.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -37,16 +38,31 @@ class SimulatedTime(Protocol):
 
 
 class RealTime:
-    """``--url``: the server keeps its own (real) clock; requests go out as fast as they are answered."""
+    """``--url``: the server keeps its own clock, the real one.
 
-    def __init__(self, now: Callable[[], float]) -> None:
+    The timeline is replayed at ``speed`` simulated seconds per real second (1 is
+    real time); 0 sends every request as soon as the last was answered. Above 1 the
+    server sees the agents' rhythm compressed: their rates really are higher.
+    """
+
+    def __init__(self, speed: float = 1.0, now: Callable[[], float] = time.time) -> None:
+        self.speed = speed
         self._now = now
+        self._origin: tuple[float, float] | None = None  # (simulated epoch, real time) at the start
 
     def now(self) -> float:
         return self._now()
 
     def advance_to(self, epoch: float) -> None:
-        return None
+        if self._origin is None:
+            self._origin = (epoch, self._now())
+            return
+        if self.speed <= 0:
+            return
+        simulated, real = self._origin
+        delay = real + (epoch - simulated) / self.speed - self._now()
+        if delay > 0:
+            time.sleep(delay)
 
     def settle(self) -> None:
         return None

@@ -67,6 +67,7 @@ def simulate(
     server_settings: dict[str, Any] | None = None,
     progress: Progress | None = None,
     watch: AttackKind = AttackKind.EXFILTRATION,
+    speed: float = 1.0,
 ) -> SimulationResult:
     """Run ``config`` on a fresh local server with a simulated clock, or on ``url`` in real time."""
     scenario = build_scenario(config)
@@ -80,8 +81,8 @@ def simulate(
         if not admin_token:
             raise ValueError("driving an existing server needs its admin token")
         api = TesseraApi(url, admin_token, time.time)
-        clock = RealTime(time.time)
-        # Real time: the scenario's timeline starts now; requests go out as fast as answered.
+        clock = RealTime(speed)
+        # Real time: the scenario's timeline starts now, paced at ``speed``.
         scenario.start_epoch = time.time()
     watched = next((a.agent for a in scenario.attacks if a.kind is watch), None)
     try:
