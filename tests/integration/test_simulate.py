@@ -79,7 +79,6 @@ def test_url_drives_a_running_server_in_real_time(server: ServerProcess) -> None
     attacks = data["attacks"]
     assert isinstance(attacks, list)
     assert len(attacks) == 5
-    assert data["token_refusals"] == 0 or data["legit_response_denials"] > 0
     # Every request was answered by the server (a decision, not a transport failure).
     assert data["legit_requests"] + sum(a["requests"] for a in attacks) == requests["requests"]
 

@@ -68,10 +68,8 @@ def _print_summary(result: SimulationResult) -> None:
         [
             ["normal agents quarantined", f"{report.normal_quarantined}/{report.normal_agents}"],
             ["normal agents ever alarmed", f"{report.normal_alarmed}/{report.normal_agents}"],
-            [
-                "legitimate requests denied as a response",
-                f"{report.legit_response_denials}/{report.legit_requests}",
-            ],
+            ["normal agents' requests denied as a response", str(report.normal_response_denials)],
+            ["attacked agents' own requests denied after detection", str(report.collateral_denials)],
             ["drift requests denied", f"{report.drift_denied}/{report.drift_requests}"],
             ["alarm precision (fleet-wide)", _number(report.precision)],
             ["median requests to a denial (all attacks)", _number(report.median_requests_to_denial, 1)],

@@ -30,6 +30,7 @@ class ServerError(Exception):
 class Token:
     value: str
     expires_at: float  # simulated epoch seconds
+    lifetime: int
     resources: tuple[str, ...]
 
 
@@ -130,9 +131,8 @@ class TesseraApi:
         payload = response.json()
         if response.status_code != 200:
             return str(payload.get("error", f"http_{response.status_code}"))
-        return Token(
-            str(payload["access_token"]), now + int(payload["expires_in"]), tuple(task.get("resources", []))
-        )
+        lifetime = int(payload["expires_in"])
+        return Token(str(payload["access_token"]), now + lifetime, lifetime, tuple(task.get("resources", [])))
 
     # --- the PEP ---------------------------------------------------------------------------
 

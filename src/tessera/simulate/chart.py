@@ -48,7 +48,9 @@ def write_chart(data: ChartData, path: Path) -> Path:
                 label="denied as a response",
             )
         if data.quarantined_at is not None:
-            axes.axvline(data.quarantined_at / HOUR, color="black", linestyle=":", label="quarantined")
+            axes.axvline(
+                data.quarantined_at / HOUR, color="black", linestyle=":", label="agent stopped (quarantine)"
+            )
         axes.set_ylim(-2, 106)
         axes.set_xlabel("simulated hours since the start of the run")
         axes.set_ylabel("risk (0-100)")

@@ -244,7 +244,8 @@ class Driver:
     def _token(self, session: _Session) -> Token | None:
         now = self.clock.now()
         token = session.token
-        if token is not None and token.expires_at - TOKEN_MARGIN > now:
+        # Refresh a little before expiry (a fifth of a short token's life: playbooks may cap it).
+        if token is not None and token.expires_at - min(TOKEN_MARGIN, token.lifetime / 5) > now:
             return token
         if now < session.refused_until:
             return None

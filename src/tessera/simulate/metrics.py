@@ -60,7 +60,8 @@ class Report:
     normal_quarantined: int
     normal_alarmed: int
     legit_requests: int
-    legit_response_denials: int
+    normal_response_denials: int  # legitimate requests of never-attacked agents denied as a response
+    collateral_denials: int  # legitimate requests of attacked agents denied as a response (quarantine)
     drift_requests: int
     drift_denied: int
     alarms: int
@@ -184,7 +185,8 @@ def evaluate(
         normal_quarantined=sum(final_states.get(i, "") in INACTIVE_STATES for i in normal),
         normal_alarmed=sum(1 for i in normal if starts.get(i)),
         legit_requests=len(legit),
-        legit_response_denials=sum(1 for _, o in legit if o.response),
+        normal_response_denials=sum(1 for r, o in legit if o.response and r.agent not in attacked),
+        collateral_denials=sum(1 for r, o in legit if o.response and r.agent in attacked),
         drift_requests=len(drift),
         drift_denied=sum(1 for _, o in drift if not o.allowed),
         alarms=sum(len(t) for t in starts.values()),

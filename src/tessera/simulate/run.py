@@ -10,13 +10,14 @@ from typing import Any
 
 from tessera.simulate.api import TesseraApi
 from tessera.simulate.chart import ChartData, write_chart
-from tessera.simulate.driver import Driver, RealTime, RunRecord
+from tessera.simulate.driver import NO_TOKEN, Driver, RealTime, RunRecord
 from tessera.simulate.local_server import LocalServer
 from tessera.simulate.metrics import Report, evaluate
 from tessera.simulate.model import AttackKind, Scenario, SimulationConfig
 from tessera.simulate.traffic import build_scenario
 
-DEFAULT_THRESHOLD = 50
+DEFAULT_THRESHOLD = 50  # the default playbooks step up at 50 and quarantine at 80
+STOPPED_POLICY = "forbid-inactive-agents"
 Progress = Callable[[int, int], None]
 
 
@@ -38,11 +39,10 @@ class SimulationResult:
         agent = attack.agent if attack is not None else 0
         spec = self.scenario.fleet.agents[agent]
         requests = self.scenario.requests
-        responses = [
-            o.at
-            for r, o in zip(requests, self.record.outcomes, strict=True)
-            if r.agent == agent and o.response
-        ]
+        mine = [o for r, o in zip(requests, self.record.outcomes, strict=True) if r.agent == agent]
+        responses = [o.at for o in mine if o.response]
+        # The first request turned away because the agent itself was stopped.
+        stopped = next((o.at for o in mine if STOPPED_POLICY in o.policies or o.error == NO_TOKEN), None)
         title = f"{spec.name}: risk over {self.config.days:g} simulated days"
         if attack is not None:
             title += f" ({kind.value.replace('_', ' ')} from hour {attack.start / 3600:.1f})"
@@ -52,6 +52,7 @@ class SimulationResult:
             responses=responses,
             attack=(attack.start, attack.end) if attack is not None else None,
             threshold=self.threshold,
+            quarantined_at=stopped,
         )
 
     def write_chart(self, path: Path) -> Path:

@@ -77,8 +77,9 @@ def test_false_alarms_count_against_precision_not_recall() -> None:
     assert report.normal_quarantined == 0
     assert report.drift_requests == 1
     assert report.drift_denied == 0
-    # The legitimate request of agent 0 denied during its attack is a response denial.
-    assert report.legit_response_denials == 1
+    # The legitimate request of agent 0 denied during its attack is collateral, not a false positive.
+    assert report.collateral_denials == 1
+    assert report.normal_response_denials == 0
 
 
 def test_a_quarantined_normal_agent_misses_the_target() -> None:
