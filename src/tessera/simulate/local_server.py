@@ -51,6 +51,10 @@ class LocalServer:
             database_url=f"sqlite:///{(self.home / 'tessera.db').resolve()}",
             host="127.0.0.1",
             port=self.port,
+            # This server's own, whatever the environment says (other TESSERA_* apply, for tuning).
+            issuer=f"http://127.0.0.1:{self.port}",
+            admin_token=None,
+            policy_bundle=None,
             network_zones=zones,
             change_poll_interval=0.02,
             **(settings or {}),
