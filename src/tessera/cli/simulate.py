@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from tessera.cli.client import CliError, admin_token
-from tessera.cli.output import JsonFlag, emit_json, line, note, table
+from tessera.cli.output import emit_json, line, note, table
 from tessera.simulate.model import AttackKind, SimulationConfig
 from tessera.simulate.run import DEFAULT_THRESHOLD, SimulationResult
 from tessera.simulate.run import simulate as run_simulation
@@ -115,7 +115,7 @@ def simulate(
         AttackKind, typer.Option("--chart-attack", help="Which attack's agent the chart follows.")
     ] = AttackKind.EXFILTRATION,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 if a target is missed.")] = False,
-    json_output: JsonFlag = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
 ) -> None:
     """Simulate a fleet (normal work, legitimate drift, five attacks) and report detection quality."""
     if attacks_per_kind * len(AttackKind) > agents:
