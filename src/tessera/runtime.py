@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import Engine, delete
 
@@ -25,6 +26,7 @@ from tessera.detect.engine import RISK_CHANGED, RiskEngine
 from tessera.detect.risk import RiskBoard
 from tessera.detect.stream import EventStream
 from tessera.events.change_feed import Change, ChangeFollower, latest_seq
+from tessera.events.revocation_feed import FEED_KINDS, RevocationFeed
 from tessera.events.security_events import Deliverer
 from tessera.identity.admin_credentials import ADMIN_CHANGED, AdminCredentials
 from tessera.identity.agents import Agent
@@ -251,6 +253,9 @@ class Runtime:
         )
         self.risk.add_listener(self.playbooks.on_risk)
         self.events.subscribe(self.playbooks.on_record)
+        self.revocation_feed = RevocationFeed(
+            snapshot=self._revocation_snapshot, owner_agents=self._owner_agents
+        )
         self.decision_guard = DecisionGuard(
             self.risk.view, self.controls, self.kill_rules, owner_lookup(self.entities)
         )
@@ -302,6 +307,7 @@ class Runtime:
             settings.admin_token_path,
             settings.admin_token.get_secret_value() if settings.admin_token else None,
         )
+        self.revocation_feed.reset(position)
         self.follower = ChangeFollower(
             self.engine, self.clock, start_after=position, poll_interval=settings.change_poll_interval
         )
@@ -316,6 +322,8 @@ class Runtime:
         self.follower.on(RESPONSE_CHANGED, self.controls.on_change)
         self.follower.on(RISK_CHANGED, self.risk.on_change)
         self.follower.on(PLAYBOOKS_CHANGED, self.playbooks.on_change)
+        for kind in FEED_KINDS:
+            self.follower.on(kind, self.revocation_feed.on_change)
         self.follower.on(RECEIVERS_CHANGED, self.receivers.on_change)
         if background:
             self._start_sinks()
@@ -328,6 +336,16 @@ class Runtime:
             )
             self._maintenance.start()
         return created
+
+    def _revocation_snapshot(self) -> dict[str, Any]:
+        return {
+            "revoked": self.revocation.revoked_tokens(),
+            "agents": self.revocation.unusable_agents(self.clock.now()),
+            "kills": [rule.to_json() for rule in self.kill_rules.active()],
+        }
+
+    def _owner_agents(self, owner: str) -> list[str]:
+        return [a.id for a in self.agents.list(owner=owner)]
 
     def _apply_playbook_file(self) -> None:
         """Playbooks from a file (TESSERA_PLAYBOOKS_FILE, HOME/playbooks.yaml or the policy

@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse, Response
 from tessera import __version__
 from tessera.config import Settings
 from tessera.runtime import Runtime
-from tessera.server import admin, audit, authzen, oauth, policies, policy_feed, verification
+from tessera.server import admin, audit, authzen, oauth, policies, policy_feed, revocation_feed, verification
 from tessera.server.errors import install_error_handlers
 from tessera.server.limits import BodySizeLimit, BodyTooLarge
 
@@ -63,6 +63,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(audit.public)
     app.include_router(policies.router)
     app.include_router(policy_feed.router)
+    app.include_router(revocation_feed.router)
     app.add_middleware(admin.AdminGate, runtime=runtime)
     app.add_middleware(
         BodySizeLimit,

@@ -73,6 +73,18 @@ class RevocationState:
         with self._lock:
             self._agents[agent_id] = AgentStatus(state, expires_at)
 
+    def revoked_tokens(self) -> dict[str, float]:
+        """Every revoked ``jti`` still held, with when it would have expired."""
+        return dict(self._revoked)
+
+    def unusable_agents(self, now: float) -> dict[str, str]:
+        """Agents whose tokens are dead whatever their signature: id → state (or ``expired``)."""
+        return {
+            agent_id: status.state.value if status.state is not LifecycleState.ACTIVE else "expired"
+            for agent_id, status in list(self._agents.items())
+            if not status.usable_at(now)
+        }
+
     def prune(self, now: float, leeway: float) -> None:
         with self._lock:
             self._revoked = {jti: exp for jti, exp in self._revoked.items() if exp + leeway >= now}
