@@ -168,7 +168,7 @@ class Runtime:
                     audience_default=self.issuer,
                     default_ttl=settings.access_token_ttl,
                     max_ttl=settings.max_access_token_ttl,
-                    policy=IssuancePolicy(self.pdp, self.contexts, self.clock),
+                    policy=IssuancePolicy(self.pdp, self.contexts, self.clock, risk=self.decision_guard.risk),
                 )
             ],
             token_endpoint_url=settings.token_endpoint,
