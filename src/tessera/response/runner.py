@@ -41,11 +41,14 @@ from tessera.response.controls import Control, ResponseControls, save_control
 from tessera.response.playbooks import Action, Playbook, default_playbooks, parse_document
 from tessera.response.receivers import Receivers
 from tessera.storage.database import reading, writing
-from tessera.storage.tables import playbook_firings, playbooks
+from tessera.storage.tables import playbook_firings, playbooks, server_state
+from tessera.storage.upsert import upsert
 from tessera.tokens.revocation import RevocationState, revoke_tokens
 
 log = logging.getLogger(__name__)
 PLAYBOOKS_CHANGED = "playbooks"
+#: ``server_state`` row that marks a set as applied (so an empty set means "none", not "default").
+APPLIED = "playbooks.applied"
 
 
 def reasons_of(view: RiskView, limit: int = 5) -> list[dict[str, Any]]:
@@ -96,7 +99,8 @@ class PlaybookRunner:
     def load(self) -> None:
         with reading(self._engine) as conn:
             rows = conn.execute(select(playbooks.c.spec).order_by(playbooks.c.position)).all()
-        if rows:
+            applied = conn.execute(select(server_state.c.name).where(server_state.c.name == APPLIED)).first()
+        if applied is not None:  # an applied set, possibly empty (playbooks turned off)
             self.playbooks = parse_document({"playbooks": [r.spec for r in rows]})
             self.source = "applied"
         else:
@@ -116,6 +120,7 @@ class PlaybookRunner:
                         name=book.name, position=position, spec=book.to_json(), updated_at=now
                     )
                 )
+            upsert(conn, server_state, ("name",), {"name": APPLIED, "value": b"1", "updated_at": now})
             publish(conn, PLAYBOOKS_CHANGED, "playbooks", {"names": [b.name for b in books]}, now)
             if self._auditor is not None:
                 self._auditor.record_in(

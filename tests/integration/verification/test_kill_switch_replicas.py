@@ -121,6 +121,15 @@ def test_the_kill_api_validates_its_input(replicas: Replicas) -> None:
         risk = admin.get(f"/admin/v1/agents/{agent_id}/risk").json()
         assert risk == {"agent_id": agent_id, "score": 0, "reasons": [], "learning": True, "updated_at": None}
         assert_error(admin.post(f"/admin/v1/agents/{agent_id}/release", json={}), 400, "invalid_request")
+        for params in ({"after": "-1"}, {"wait": "31"}, {"after": "x"}):
+            assert_error(admin.get("/events/v1/revocations", params=params), 400, "invalid_request")
+        snapshot = admin.get("/events/v1/revocations").json()
+        assert snapshot["reset"] is True
+        assert set(snapshot) == {"cursor", "reset", "revoked", "agents", "kills"}
+        nothing = admin.get("/events/v1/revocations", params={"after": str(snapshot["cursor"]), "wait": "0"})
+        assert nothing.status_code in (200, 204)
+        huge = {"yaml": "#" * (70 * 1024)}
+        assert admin.put("/admin/v1/playbooks", json=huge).status_code == 413
     for method, path in (
         ("POST", "/admin/v1/kill"),
         ("GET", "/admin/v1/kill"),

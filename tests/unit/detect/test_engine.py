@@ -27,6 +27,7 @@ POLICIES = (
 def setup(runtime: Runtime) -> str:
     files = {"schema.cedarschema": starter_bundle().files["schema.cedarschema"], "p.cedar": POLICIES}
     runtime.policies.apply(Bundle(files), RequestContext())
+    runtime.playbooks.apply([], RequestContext())  # detection and policy alone: no playbooks
     return runtime.agents.create(NewAgent(name="bot", owner="ana@example.com")).id
 
 

@@ -176,3 +176,15 @@ playbooks:
     assert actions_recorded(responding) == [("two-bursts", "revoke_tokens")]
     with pytest.raises(JwsError):
         responding.validator.verify(token.access_token)
+
+
+def test_an_applied_empty_set_stays_empty_and_the_default_is_only_for_a_fresh_install(
+    responding: Runtime, responding_replica: Runtime
+) -> None:
+    assert responding.playbooks.source == "default"
+    assert responding.playbooks.playbooks
+    responding.playbooks.apply([], RequestContext())
+    responding_replica.follower.poll_once()  # type: ignore[union-attr]
+    for runtime in (responding, responding_replica):
+        assert runtime.playbooks.source == "applied"
+        assert runtime.playbooks.playbooks == []

@@ -70,3 +70,7 @@ def test_malformed_playbooks_are_refused_with_the_field_named(text: str, message
 def test_oversized_playbook_files_are_refused() -> None:
     with pytest.raises(PlaybookInvalid, match="at most"):
         parse_yaml("#" * (64 * 1024))
+
+
+def test_an_empty_set_turns_playbooks_off() -> None:
+    assert parse_yaml("playbooks: []") == []
