@@ -44,12 +44,11 @@ def test_a_short_run_on_a_local_server_detects_the_attacks_and_spares_normal_age
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> ServerProcess:
+def server(tmp_path: Path, database_url: str) -> ServerProcess:
+    """A server process on SQLite or PostgreSQL, with the simulated network zones."""
     zones = json.dumps({**NETWORK_ZONES, "127.0.0.0/8": "local"})
     proc = ServerProcess(
-        home=tmp_path / "home",
-        database_url=f"sqlite:///{tmp_path / 'tessera.db'}",
-        env={"TESSERA_NETWORK_ZONES": zones},
+        home=tmp_path / "home", database_url=database_url, env={"TESSERA_NETWORK_ZONES": zones}
     )
     return proc.start()
 
