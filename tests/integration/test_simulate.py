@@ -96,3 +96,29 @@ def test_too_few_agents_for_the_attacks_is_refused() -> None:
     result = CliRunner().invoke(app, ["simulate", "--agents", "9", "--attacks-per-kind", "2"])
     assert result.exit_code == 1
     assert result.output == "error: 10 attacks need at least as many agents (got 9)\n"
+
+
+def test_url_of_no_server_is_one_line_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app,
+        ["simulate", "--url", "http://127.0.0.1:9", "--agents", "5", "--attacks-per-kind", "1", "--json"],
+        env={"TESSERA_ADMIN_TOKEN": "tsr_admin_x"},
+    )
+    assert result.exit_code == 1
+    assert (
+        result.output
+        == "error: cannot connect to tessera at http://127.0.0.1:9 (is the server running? set TESSERA_URL)\n"
+    )
+
+
+def test_a_wrong_admin_token_is_one_line_error(sqlite_server: ServerProcess) -> None:
+    result = CliRunner().invoke(
+        app,
+        ["simulate", "--url", sqlite_server.url, "--agents", "5", "--attacks-per-kind", "1", "--speed", "0"],
+        env={"TESSERA_ADMIN_TOKEN": "tsr_admin_forged"},
+    )
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1] == (
+        "error: POST /admin/v1/policies: unauthorized: "
+        "admin credential required (Authorization: Bearer <admin token>)"
+    )

@@ -10,12 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import httpx
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from tessera.cli.client import CliError, admin_token
+from tessera.cli.client import CliError, admin_token, transport_error
 from tessera.cli.output import emit_json, line, note, table
+from tessera.simulate.api import ServerError
 from tessera.simulate.model import AttackKind, SimulationConfig
 from tessera.simulate.run import DEFAULT_THRESHOLD, SimulationResult
 from tessera.simulate.run import simulate as run_simulation
@@ -144,15 +146,20 @@ def simulate(
             if done % 50 == 0 or done == total:
                 progress.update(task, completed=done, total=total)
 
-        result = run_simulation(
-            config,
-            url=url,
-            admin_token=token,
-            threshold=threshold,
-            progress=advance,
-            watch=chart_attack,
-            speed=speed,
-        )
+        try:
+            result = run_simulation(
+                config,
+                url=url,
+                admin_token=token,
+                threshold=threshold,
+                progress=advance,
+                watch=chart_attack,
+                speed=speed,
+            )
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            raise transport_error(exc, url or "the local server") from None
+        except ServerError as exc:
+            raise CliError(str(exc)) from None
     if chart is not None:
         result.write_chart(chart)
     if json_output:

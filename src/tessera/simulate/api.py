@@ -69,7 +69,12 @@ class TesseraApi:
     def _admin_call(self, method: str, path: str, body: Any = None) -> Any:
         response = self._http.request(method, f"{self.base_url}{path}", json=body, headers=self._admin)
         if not response.is_success:
-            raise ServerError(f"{method} {path}: http {response.status_code} {response.text[:200]}")
+            try:
+                body = response.json()
+                reason = f"{body['error']}: {body.get('error_description', '')}"
+            except (ValueError, KeyError, TypeError):
+                reason = f"http {response.status_code}"
+            raise ServerError(f"{method} {path}: {reason[:300]}")
         return response.json()
 
     def apply_bundle(self, files: dict[str, str], note: str) -> str:
