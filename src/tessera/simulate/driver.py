@@ -45,9 +45,15 @@ class RealTime:
     server sees the agents' rhythm compressed: their rates really are higher.
     """
 
-    def __init__(self, speed: float = 1.0, now: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        speed: float = 1.0,
+        now: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.speed = speed
         self._now = now
+        self._sleep = sleep
         self._origin: tuple[float, float] | None = None  # (simulated epoch, real time) at the start
 
     def now(self) -> float:
@@ -62,7 +68,7 @@ class RealTime:
         simulated, real = self._origin
         delay = real + (epoch - simulated) / self.speed - self._now()
         if delay > 0:
-            time.sleep(delay)
+            self._sleep(delay)
 
     def settle(self) -> None:
         return None
