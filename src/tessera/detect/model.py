@@ -13,8 +13,6 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 
-from river import anomaly
-
 from tessera.detect.observations import Observation
 from tessera.detect.profile import Profile
 
@@ -39,6 +37,10 @@ class AgentModel:
     """One agent's Half-Space Trees; scores only once it has seen a full window."""
 
     def __init__(self, *, window_size: int = 50, seed: int = 7) -> None:
+        # Imported here, on the detector's thread: river takes seconds to import, which
+        # would otherwise delay every server start.
+        from river import anomaly  # noqa: PLC0415
+
         self._trees = anomaly.HalfSpaceTrees(n_trees=10, height=6, window_size=window_size, seed=seed)
         self._window = window_size
         self.seen = 0
