@@ -88,6 +88,27 @@ class Settings(BaseSettings):
     access_callback_allow_private: bool = Field(
         default=False, description="let CIBA ping callbacks reach private addresses (labs, tests)"
     )
+    # Continuous verification (docs/continuous-verification.md).
+    detect_enabled: bool = Field(default=True, description="feed audit records to the risk engine")
+    detect_queue_size: int = Field(default=10_000, ge=100, le=1_000_000)
+    risk_learning_events: int = Field(default=50, ge=0, le=1_000_000)
+    risk_learning_seconds: float = Field(default=86400.0, ge=0)
+    risk_half_life: float = Field(default=900.0, gt=0, description="seconds for a reason's points to halve")
+    risk_publish_delta: int = Field(default=5, ge=1, le=100)
+    risk_snapshot_interval: float = Field(default=30.0, gt=0)
+    risk_points: dict[str, float] = Field(
+        default_factory=dict, description="detector → points, over the defaults"
+    )
+    risk_model_threshold: float = Field(default=0.85, gt=0, le=1)
+    playbooks_file: Path | None = Field(
+        default=None, description="playbook YAML applied at start; default HOME/playbooks.yaml if present"
+    )
+    alert_webhook_url: str | None = Field(default=None, description="playbook 'alert' posts here")
+    owner_webhook_url: str | None = Field(default=None, description="playbook 'notify_owner' posts here")
+    set_receivers: list[str] = Field(
+        default_factory=list, description="RFC 8935 push endpoints for security event tokens"
+    )
+    webhook_timeout: float = Field(default=5.0, gt=0, le=60)
 
     max_request_bytes: int = Field(default=64 * 1024, ge=1024)
     max_bundle_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, description="policy bundle uploads")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import Engine, delete
 
@@ -28,7 +29,13 @@ from tessera.audit.sinks import HttpSink, JsonlFileSink, Sink
 from tessera.audit.writer import AuditWriter, CheckpointSigner
 from tessera.clock import Clock, SystemClock
 from tessera.config import Settings
+from tessera.detect.detectors import DEFAULT_POINTS, Tuning
+from tessera.detect.engine import RISK_CHANGED, RiskEngine
+from tessera.detect.risk import RiskBoard
+from tessera.detect.stream import EventStream
 from tessera.events.change_feed import Change, ChangeFollower, latest_seq
+from tessera.events.revocation_feed import FEED_KINDS, RevocationFeed
+from tessera.events.security_events import Deliverer
 from tessera.federation.identities import FederatedIdentities
 from tessera.federation.jwks import JwksCache, JwksFetcher
 from tessera.federation.service import ISSUER_CHANGED, TrustedIssuerService
@@ -45,6 +52,12 @@ from tessera.policy.entities import EntityIndex
 from tessera.policy.issuance import IssuancePolicy
 from tessera.policy.pdp import PolicyDecisionPoint
 from tessera.policy.service import POLICY_CHANGED, RESOURCE_CHANGED, PolicyService, ResourceService
+from tessera.response.controls import RESPONSE_CHANGED, ResponseControls
+from tessera.response.guard import DecisionGuard, ResponseGuard, owner_lookup
+from tessera.response.kill_switch import KILL_CHANGED, KillRules, KillSwitch
+from tessera.response.playbooks import parse_yaml
+from tessera.response.receivers import RECEIVERS_CHANGED, Receivers
+from tessera.response.runner import PLAYBOOKS_CHANGED, PlaybookRunner
 from tessera.storage.agents import SqlAgentRepository
 from tessera.storage.database import create_database_engine, migrate, reading, writing
 from tessera.storage.single_use import SqlSingleUseStore
@@ -156,6 +169,7 @@ class Runtime:
             max_assertion_lifetime=settings.assertion_max_lifetime,
             allow_client_secret=settings.allow_client_secret,
         )
+        self._build_verification()
         self.issuer_service = TokenIssuer(
             self.engine,
             self.clock,
@@ -164,6 +178,7 @@ class Runtime:
             keyring=self.keyring,
             auditor=self.auditor,
             max_token_bytes=settings.max_token_bytes,
+            guard=ResponseGuard(self.kill_rules, self.controls),
         )
         self.jwks_cache = JwksCache(
             JwksFetcher(
@@ -210,13 +225,14 @@ class Runtime:
             leeway=settings.clock_leeway,
             max_bytes=settings.max_token_bytes,
             max_lifetime=settings.max_access_token_ttl,
+            stopped=self.decision_guard.token_stopped,
         )
         #: Who may issue an RFC 8693 subject token: this server, then trusted issuers (federation).
         self.subject_verifiers: list[SubjectTokenVerifier] = [
             LocalSubjectTokens(self.issuer, self.validator.verify),
             self.federation_verifier,
         ]
-        issuance_policy = IssuancePolicy(self.pdp, self.contexts, self.clock)
+        issuance_policy = IssuancePolicy(self.pdp, self.contexts, self.clock, risk=self.decision_guard.risk)
         self.token_endpoint = TokenEndpoint(
             clock=self.clock,
             authenticator=self.authenticator,
@@ -325,12 +341,75 @@ class Runtime:
         )
 
     def agent_risk(self, agent_id: str) -> int:
-        """The agent's current risk score (0-100): the one place approvals read it. It is 0,
-        as in every decision's ``context.risk``, until behaviour detection feeds scores."""
-        return 0
+        """The agent's current risk score (0-100), as the PDP sees it in ``context.risk``:
+        the one place approvals read it."""
+        return self.decision_guard.risk(agent_id, self.clock.now())[0]
 
     def keyring(self) -> KeyRing:
         return self._keyring
+
+    def _build_verification(self) -> None:
+        """Continuous verification: the event stream, the risk engine, response controls, kill switch."""
+        settings = self.settings
+        self.events = EventStream(settings.detect_queue_size)
+        if settings.detect_enabled:
+            self.auditor.subscribe(self.events.offer)
+        tuning = Tuning(
+            learning_events=settings.risk_learning_events,
+            learning_seconds=settings.risk_learning_seconds,
+            half_life=settings.risk_half_life,
+            points={**DEFAULT_POINTS, **settings.risk_points},
+            model_threshold=settings.risk_model_threshold,
+        )
+        self.risk_board = RiskBoard(settings.risk_half_life)
+        self.risk = RiskEngine(
+            self.engine,
+            self.clock,
+            self.risk_board,
+            tuning,
+            known_agent=lambda agent_id: self.revocation.agent_state(agent_id) is not None,
+            origin=self.ids.new("rep"),
+            publish_delta=settings.risk_publish_delta,
+            snapshot_interval=settings.risk_snapshot_interval,
+        )
+        self.events.subscribe(self.risk.handle)
+        self.kill_rules = KillRules()
+        self.controls = ResponseControls()
+        self.kill_switch = KillSwitch(
+            self.engine,
+            self.clock,
+            self.ids,
+            self.kill_rules,
+            revocation=self.revocation,
+            auditor=self.auditor,
+        )
+        self.receivers = Receivers(
+            self.engine, self.clock, self.ids, self.auditor, configured=settings.set_receivers
+        )
+        self.playbooks = PlaybookRunner(
+            self.engine,
+            self.clock,
+            self.ids,
+            self.auditor,
+            agents=self.agents,
+            revocation=self.revocation,
+            controls=self.controls,
+            receivers=self.receivers,
+            deliverer=Deliverer(timeout=settings.webhook_timeout),
+            signer=self._checkpoint_signer,
+            issuer=self.issuer,
+            alert_url=settings.alert_webhook_url,
+            owner_url=settings.owner_webhook_url,
+        )
+        self.risk.add_listener(self.playbooks.on_risk)
+        self.events.subscribe(self.playbooks.on_record)
+        self.revocation_feed = RevocationFeed(
+            snapshot=self._revocation_snapshot, owner_agents=self._owner_agents
+        )
+        self.decision_guard = DecisionGuard(
+            self.risk.view, self.controls, self.kill_rules, owner_lookup(self.entities)
+        )
+        self.decisions.verification = self.decision_guard
 
     def _checkpoint_signer(self) -> CheckpointSigner | None:
         key = self._keyring.signing_key(self.clock.now())
@@ -354,6 +433,11 @@ class Runtime:
         self.keys.ensure_signing_key()
         self.reload_keys()
         self.revocation.load(self.engine, self.clock.now())
+        self.kill_rules.load(self.engine)
+        self.controls.load(self.engine)
+        self.risk.load()
+        self.receivers.load()
+        self.playbooks.load()
         self.entities.set_agents(self.agents.list())
         self.resources.load()
         self.tasks.load()
@@ -366,6 +450,7 @@ class Runtime:
             if bundle.version != self.pdp.version:
                 note = f"TESSERA_POLICY_BUNDLE={settings.policy_bundle}"
                 self.policies.apply(bundle, RequestContext(), note=note)
+        self._apply_playbook_file()
         if settings.authzen_allow_anonymous:
             log.warning(
                 "TESSERA_AUTHZEN_ALLOW_ANONYMOUS is on: the AuthZEN API answers callers WITHOUT "
@@ -375,22 +460,16 @@ class Runtime:
             settings.admin_token_path,
             settings.admin_token.get_secret_value() if settings.admin_token else None,
         )
+        self.revocation_feed.reset(position)
         self.follower = ChangeFollower(
             self.engine, self.clock, start_after=position, poll_interval=settings.change_poll_interval
         )
-        self.follower.on(KEYS_CHANGED, lambda _change: self.reload_keys())
-        self.follower.on(TOKENS_REVOKED, self.revocation.on_tokens_revoked)
-        self.follower.on(AGENT_CHANGED, self.revocation.on_agent_changed)
-        self.follower.on(ADMIN_CHANGED, lambda _change: self.admin.load())
-        self.follower.on(AGENT_CHANGED, self._reload_agent_entity)
-        self.follower.on(POLICY_CHANGED, self.policies.on_change)
-        self.follower.on(RESOURCE_CHANGED, self.resources.on_change)
-        self.follower.on(TASK_CHANGED, self.tasks.on_change)
-        self.follower.on(ISSUER_CHANGED, self.trusted_issuers.on_change)
-        self.follower.on(GRANT_CHANGED, self.grants.on_change)
+        self._follow_changes(self.follower)
         if background:
             self._start_sinks()
             self.notifier.start()
+            self.events.start()
+            self.playbooks.deliverer.start()
             self.audit_writer.start()
             self.follower.start()
             self._maintenance = threading.Thread(
@@ -398,6 +477,50 @@ class Runtime:
             )
             self._maintenance.start()
         return created
+
+    def _follow_changes(self, follower: ChangeFollower) -> None:
+        """Every kind of change on the feed, and the in-memory state it keeps current."""
+        follower.on(KEYS_CHANGED, lambda _change: self.reload_keys())
+        follower.on(TOKENS_REVOKED, self.revocation.on_tokens_revoked)
+        follower.on(AGENT_CHANGED, self.revocation.on_agent_changed)
+        follower.on(ADMIN_CHANGED, lambda _change: self.admin.load())
+        follower.on(AGENT_CHANGED, self._reload_agent_entity)
+        follower.on(POLICY_CHANGED, self.policies.on_change)
+        follower.on(RESOURCE_CHANGED, self.resources.on_change)
+        follower.on(TASK_CHANGED, self.tasks.on_change)
+        follower.on(ISSUER_CHANGED, self.trusted_issuers.on_change)
+        follower.on(GRANT_CHANGED, self.grants.on_change)
+        follower.on(KILL_CHANGED, self.kill_rules.on_change)
+        follower.on(RESPONSE_CHANGED, self.controls.on_change)
+        follower.on(RISK_CHANGED, self.risk.on_change)
+        follower.on(PLAYBOOKS_CHANGED, self.playbooks.on_change)
+        for kind in FEED_KINDS:
+            follower.on(kind, self.revocation_feed.on_change)
+        follower.on(RECEIVERS_CHANGED, self.receivers.on_change)
+
+    def _revocation_snapshot(self) -> dict[str, Any]:
+        return {
+            "revoked": self.revocation.revoked_tokens(),
+            "agents": self.revocation.unusable_agents(self.clock.now()),
+            "kills": [rule.to_json() for rule in self.kill_rules.active()],
+        }
+
+    def _owner_agents(self, owner: str) -> list[str]:
+        return [a.id for a in self.agents.list(owner=owner)]
+
+    def _apply_playbook_file(self) -> None:
+        """Playbooks from a file (TESSERA_PLAYBOOKS_FILE, HOME/playbooks.yaml or the policy
+        bundle's playbooks.yaml, the first that exists) are applied unless already active."""
+        settings = self.settings
+        candidates = [settings.playbooks_file, settings.home / "playbooks.yaml"]
+        if settings.policy_bundle is not None:
+            candidates.append(settings.policy_bundle / "playbooks.yaml")
+        path = next((c for c in candidates if c is not None and c.is_file()), None)
+        if path is None:
+            return
+        books = parse_yaml(path.read_text(encoding="utf-8"))
+        if not self.playbooks.matches_applied(books):
+            self.playbooks.apply(books, RequestContext(), note=f"playbooks file {path}")
 
     def _start_sinks(self) -> None:
         """Forward every committed audit record to the configured SIEM sinks, in chain order."""
@@ -430,6 +553,7 @@ class Runtime:
             self.reload_keys()
         self.audit_writer.checkpoint_if_due()
         maintain_requests(self.access)
+        self.risk.snapshot()
         self.revocation.prune(now, self.settings.clock_leeway)
         self.tasks.expire_due()
         with writing(self.engine) as conn:
@@ -457,6 +581,12 @@ class Runtime:
         self._stop.set()
         self.notifier.stop()
         self.audit_writer.stop()
+        self.events.stop()
+        self.playbooks.deliverer.stop()
+        try:
+            self.risk.snapshot()
+        except Exception:
+            log.exception("final risk snapshot failed")
         if self._forwarder is not None:
             self._forwarder.stop()
         if self._http_sink is not None:

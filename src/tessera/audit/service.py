@@ -21,6 +21,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, replace
 
 from sqlalchemy import Connection
+from sqlalchemy import event as sa_event
 from sqlalchemy.exc import SQLAlchemyError
 
 from tessera.audit.records import Actor, ActorType, AuditEvent, AuditRecord, SecretHasher
@@ -32,6 +33,10 @@ from tessera.storage.audit import AuditHeadMissing, SqlAuditStore
 
 log = logging.getLogger(__name__)
 SYSTEM = Actor(ActorType.SYSTEM, "tessera")
+#: Records appended in a caller's transaction wait here (on the DBAPI connection) until it commits.
+_PENDING = "tessera.audit.pending"
+_SAVEPOINTS = "tessera.audit.savepoints"
+RecordsListener = Callable[[list[AuditRecord]], None]
 ADMIN = Actor(ActorType.ADMIN, "admin")
 
 
@@ -54,6 +59,50 @@ class Auditor:
         self._store = SqlAuditStore()
         #: Maps a request's address to its network zone for the record (set by the runtime).
         self.zone_of: Callable[[str | None], str] | None = None
+        self._listeners: list[RecordsListener] = []
+        writer.on_committed = self._committed
+        engine = getattr(writer, "_engine", None)
+        if engine is not None:
+            sa_event.listen(engine, "commit", self._on_commit)
+            sa_event.listen(engine, "rollback", self._on_rollback)
+            sa_event.listen(engine, "savepoint", self._on_savepoint)
+            sa_event.listen(engine, "rollback_savepoint", self._on_rollback_savepoint)
+            sa_event.listen(engine, "release_savepoint", self._on_release_savepoint)
+
+    # --- subscribers: every record, once it is durable ---------------------------------------
+
+    def subscribe(self, listener: RecordsListener) -> None:
+        """Hand every accepted record to ``listener`` (after its commit); it must not block."""
+        self._listeners.append(listener)
+
+    def _committed(self, records: list[AuditRecord]) -> None:
+        for listener in self._listeners:
+            try:
+                listener(records)
+            except Exception:
+                log.exception("audit record listener failed")
+
+    def _on_commit(self, conn: Connection) -> None:
+        pending = conn.info.pop(_PENDING, None)
+        conn.info.pop(_SAVEPOINTS, None)
+        if pending:
+            self._committed(pending)
+
+    def _on_rollback(self, conn: Connection) -> None:
+        conn.info.pop(_PENDING, None)
+        conn.info.pop(_SAVEPOINTS, None)
+
+    def _on_savepoint(self, conn: Connection, name: str) -> None:
+        conn.info.setdefault(_SAVEPOINTS, {})[name] = len(conn.info.get(_PENDING, ()))
+
+    def _on_rollback_savepoint(self, conn: Connection, name: str, _context: object) -> None:
+        mark = conn.info.get(_SAVEPOINTS, {}).pop(name, None)
+        pending = conn.info.get(_PENDING)
+        if mark is not None and pending is not None:
+            del pending[mark:]
+
+    def _on_release_savepoint(self, conn: Connection, name: str, _context: object) -> None:
+        conn.info.get(_SAVEPOINTS, {}).pop(name, None)
 
     def _zoned(self, audit_event: AuditEvent) -> AuditEvent:
         if audit_event.zone is None and audit_event.ip and self.zone_of is not None:
@@ -125,6 +174,8 @@ class Auditor:
             log.exception("audit append failed; '%s' refused", event.type)
             raise ServiceUnavailable(f"audit log cannot be written; '{event.type}' refused") from exc
         self.writer.note_appended(1)
+        if self._listeners:
+            conn.info.setdefault(_PENDING, []).append(record)
         return record
 
 

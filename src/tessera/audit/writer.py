@@ -87,6 +87,8 @@ class AuditWriter:
         self._last_batch = 1
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        #: Called with each committed batch (the detector's event stream); must not block.
+        self.on_committed: Callable[[list[AuditRecord]], None] | None = None
 
     # --- API for callers -----------------------------------------------------------------
 
@@ -164,6 +166,8 @@ class AuditWriter:
         for (_, future), record in zip(batch, records, strict=True):
             if not future.done():
                 future.set_result(record)
+        if self.on_committed is not None:
+            self.on_committed(records)
         self._since_checkpoint += len(records)
         self._maybe_checkpoint()
         return records

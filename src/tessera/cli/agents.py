@@ -295,9 +295,31 @@ def quarantine(agent_id: AgentId, reason: ReasonOption = None, json_output: Json
 
 
 @app.command("release")
-def release(agent_id: AgentId, reason: ReasonOption = None, json_output: JsonFlag = False) -> None:
-    """Release an agent from quarantine."""
+def release(
+    agent_id: AgentId,
+    reason: Annotated[
+        str, typer.Option("--reason", metavar="TEXT", help="Why (required); kept in the record.")
+    ],
+    json_output: JsonFlag = False,
+) -> None:
+    """Release an agent from quarantine (a person's decision: a reason is required)."""
     transition("release", agent_id, reason, json_output)
+
+
+@app.command("risk")
+def risk(agent_id: AgentId, json_output: JsonFlag = False) -> None:
+    """Show an agent's risk score and the reasons behind it."""
+    with admin_client() as client:
+        view = client.get(agent_path(agent_id, "risk"))
+    if json_output:
+        emit_json(view)
+        return
+    learning = " (learning)" if view.get("learning") else ""
+    line(f"{view['agent_id']}: risk {view['score']}{learning}")
+    reasons = view.get("reasons", [])
+    if reasons:
+        rows = [[r.get("detector"), r.get("points"), r.get("detail"), r.get("at")] for r in reasons]
+        table("reasons", ("detector", "points", "detail", "at"), rows)
 
 
 @app.command("decommission")

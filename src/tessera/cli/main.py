@@ -16,10 +16,13 @@ from tessera.cli import (
     audit,
     issuers,
     keys,
+    kill,
     people,
+    playbook,
     policy,
     resources,
     serve,
+    simulate,
     tasks,
     tokens,
 )
@@ -95,6 +98,10 @@ app.command("logout")(people.logout)
 app.command("whoami")(people.whoami)
 app.add_typer(approvals.app, name="approvals")
 app.add_typer(access.app, name="access")
+app.add_typer(kill.app, name="kill")
+app.add_typer(playbook.app, name="playbook")
+app.add_typer(playbook.receivers, name="receiver")
+app.command("simulate")(simulate.simulate)
 
 
 def main() -> None:

@@ -15,11 +15,26 @@ from tessera.audit.records import AuditEvent
 from tessera.audit.service import Auditor, RequestContext, event
 from tessera.clock import Clock
 from tessera.policy.context import ContextBuilder, TaskFacts, TokenFacts
-from tessera.policy.entities import AGENT_TYPE, Uid
+from tessera.policy.entities import AGENT_TYPE, EntityIndex, Uid
 from tessera.policy.pdp import Decision, DecisionRequest, NoPolicyLoaded, PolicyDecisionPoint
 from tessera.tokens.revocation import RevocationState
 
 AUDIT_UNAVAILABLE = "audit log unavailable; denied (fail closed)"
+APPROVAL_REQUIRED = "approval_required"
+
+
+class Verification(Protocol):
+    """Continuous verification's say in decisions (``tessera.response.guard``)."""
+
+    def risk(self, agent_id: str, now: float) -> tuple[int, list[str]]:
+        """The agent's risk score and the detectors behind it."""
+
+    def approval_required(self, agent_id: str) -> bool: ...
+
+    def consume_approval(self, agent_id: str) -> bool: ...
+
+    def stopped(self, agent_id: str, task_id: str | None) -> str | None:
+        """The id of an active kill rule that stops this agent or task, or None."""
 
 
 class ApprovalCheck(Protocol):
@@ -76,19 +91,31 @@ class DecisionService:
         self.tasks: TaskCalls | None = None
         #: Set by the runtime once just-in-time access exists; ``None`` leaves decisions as they are.
         self.approvals: ApprovalCheck | None = None
+        #: Set by the runtime once detection and response exist.
+        self.verification: Verification | None = None
 
     def request_for(self, question: Question, client_ip: str | None = None) -> DecisionRequest:
         """The Cedar request with Tessera's context added (see ``tessera.policy.context``)."""
         state = "unknown"
+        now = self._clock.now()
+        risk, approval = 0, False
+        reasons: list[str] = []
         if question.principal.type == AGENT_TYPE:
             state = self._revocation.agent_state(question.principal.id) or "unknown"
+            if self.verification is not None:
+                risk, reasons = self.verification.risk(question.principal.id, now)
+                approval = self.verification.approval_required(question.principal.id)
         context = self._contexts.build(
             question.context,
-            now=self._clock.now(),
+            now=now,
             agent_state=state,
+            risk=risk,
             token=question.token,
             client_ip=client_ip,
         )
+        # Tessera's own, like risk: a caller cannot supply them.
+        context["risk_reasons"] = reasons
+        context["approval_required"] = approval
         context.setdefault("task_resources", [])
         return DecisionRequest(
             question.principal, question.action, question.resource, context, question.entities
@@ -110,6 +137,9 @@ class DecisionService:
             next(decided) if refusal is None else self._denied(r, refusal)
             for r, (_, refusal) in zip(requests, checked, strict=True)
         ]
+        if self.verification is not None:
+            # First: a kill switch or a playbook's required approval turns a permit into a deny.
+            decisions = [self._verified(r, d) for r, d in zip(requests, decisions, strict=True)]
         if enforce_approvals and self.approvals is not None:
             check = self.approvals
             decisions = [
@@ -139,6 +169,27 @@ class DecisionService:
             return question, outcome
         return replace(question, token=replace(token, task=outcome)), None
 
+    def _verified(self, request: DecisionRequest, decision: Decision) -> Decision:
+        """A kill switch, or a playbook's required approval, turns a permit into a deny."""
+        verification = self.verification
+        if verification is None or request.principal.type != AGENT_TYPE:
+            return decision
+        agent_id = request.principal.id
+        rule_id = verification.stopped(agent_id, str(request.context.get("task_id") or "") or None)
+        if rule_id is not None:
+            return replace(
+                decision, allowed=False, determining=(), errors=(f"stopped by kill switch '{rule_id}'",)
+            )
+        if decision.allowed and verification.consume_approval(agent_id):
+            return replace(
+                decision,
+                allowed=False,
+                determining=(),
+                errors=(APPROVAL_REQUIRED,),
+                obligations={**decision.obligations, APPROVAL_REQUIRED: "true"},
+            )
+        return decision
+
     def _denied(self, request: DecisionRequest, reason: str) -> Decision:
         return Decision(False, "", self.pdp.version or "", (), (reason,))
 
@@ -155,8 +206,8 @@ class DecisionService:
             for d, ok in zip(decisions, stands, strict=True)
         ]
 
-    @staticmethod
-    def _event(request: DecisionRequest, decision: Decision, caller: RequestContext) -> AuditEvent:
+    def _event(self, request: DecisionRequest, decision: Decision, caller: RequestContext) -> AuditEvent:
+        entities = self.pdp.entities
         subject = request.principal.id if request.principal.type == AGENT_TYPE else request.principal.key
         return event(
             "decision",
@@ -172,5 +223,27 @@ class DecisionService:
                 "resource": request.resource.key[:300],
                 "errors": list(decision.errors)[:5],
                 "network_zone": request.context.get("network_zone"),
+                "delegation_depth": request.context.get("delegation_depth", 0),
+                "beyond_task": beyond_task(request, entities),
             },
         )
+
+
+def beyond_task(request: DecisionRequest, indexed: EntityIndex | None = None) -> bool:
+    """True when the token declares task resources and this resource is not one of them.
+
+    A resource is named by its ``uri`` attribute (as the starter policies match it)
+    or, without one, by its id.
+    """
+    declared = request.context.get("task_resources")
+    if not isinstance(declared, list) or not declared:
+        return False
+    entity = (
+        request.entities.get(request.resource.key)
+        or (indexed.get(request.resource) if indexed else None)
+        or {}
+    )
+    attrs = entity.get("attrs") if isinstance(entity, dict) else None
+    uri = attrs.get("uri") if isinstance(attrs, dict) else None
+    name = uri if isinstance(uri, str) else request.resource.id
+    return name not in declared

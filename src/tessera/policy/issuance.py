@@ -13,6 +13,7 @@ per CIBA and asks a person, see :mod:`tessera.access`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,10 +55,19 @@ class IssuanceDecision:
 
 
 class IssuancePolicy:
-    def __init__(self, pdp: PolicyDecisionPoint, contexts: ContextBuilder, clock: Clock) -> None:
+    def __init__(
+        self,
+        pdp: PolicyDecisionPoint,
+        contexts: ContextBuilder,
+        clock: Clock,
+        *,
+        risk: Callable[[str, float], tuple[int, list[str]]] | None = None,
+    ) -> None:
         self._pdp = pdp
         self._contexts = contexts
         self._clock = clock
+        #: The agent's risk score and its detectors (``tessera.detect``), for ``context.risk``.
+        self._risk = risk
 
     def check(
         self,
@@ -79,13 +89,18 @@ class IssuancePolicy:
             delegation=delegation,
             task=task_facts,
         )
+        now = self._clock.now()
+        risk, reasons = self._risk(agent.id, now) if self._risk is not None else (0, [])
         context = self._contexts.build(
             {"scopes": list(scopes), "task_resources": list(task.get("resources", []))},
-            now=self._clock.now(),
+            now=now,
             agent_state=agent.state.value,
+            risk=risk,
             token=facts,
             client_ip=client_ip,
         )
+        context["risk_reasons"] = reasons
+        context["approval_required"] = False
         principal = Uid(AGENT_TYPE, agent.id)
         # The agent as authentication just read it, not as this worker's change feed last heard
         # of it: an agent registered through another replica gets its token at once.

@@ -42,6 +42,8 @@ DEFAULT_CONTEXT: dict[str, Any] = {
     "time": {"hour": 12, "weekday": "Wed"},
     "agent_state": "active",
     "risk": 0,
+    "risk_reasons": [],
+    "approval_required": False,
     "task_id": "",
     "purpose": "",
     "task_resources": [],

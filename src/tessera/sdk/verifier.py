@@ -6,8 +6,10 @@ its proof (RFC 9449 §7.1): scheme ``DPoP``, a proof signed by the key whose
 thumbprint is ``cnf.jkt``, ``ath`` matching the token, ``htm``/``htu`` matching
 the request and a ``jti`` seen only once.
 
-Local verification does not see revocations: tokens live minutes, and a
-resource server that needs to stop a revoked token at once introspects it.
+Local verification sees revocations, agents stopped and kill switches only
+when given a :class:`~tessera.sdk.revocations.RevocationFollower`
+(``revocations=``), which follows the server's revocation feed; without one,
+a resource server that needs to stop a revoked token at once introspects it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import httpx
 
 from tessera.errors import ValidationFailed
 from tessera.identity.keys import PublicKey, allowed_algorithms, import_public_key
+from tessera.sdk.revocations import RevocationFollower
 from tessera.tokens.access_tokens import AccessToken, verify_access_token
 from tessera.tokens.dpop import verify_dpop_proof
 from tessera.tokens.jose import JwsError
@@ -193,8 +196,10 @@ class TokenVerifier:
         max_token_bytes: int = 8192,
         dpop_max_age: float = 60.0,
         clock: Callable[[], float] = time.time,
+        revocations: RevocationFollower | None = None,
     ) -> None:
         self.issuer = issuer.rstrip("/")
+        self.revocations = revocations
         self.jwks = jwks
         self.audience = audience
         self._leeway = leeway
@@ -233,7 +238,7 @@ class TokenVerifier:
     def verify_token(self, token: str, *, allow_fetch: bool = True) -> AccessToken:
         """Verify a bare access token (no proof-of-possession check)."""
         try:
-            return verify_access_token(
+            verified = verify_access_token(
                 token,
                 key_lookup=lambda kid: self.jwks.get(kid, allow_fetch=allow_fetch),
                 issuer=self.issuer,
@@ -245,6 +250,10 @@ class TokenVerifier:
             )
         except JwsError as exc:
             raise VerificationError("invalid_token", str(exc)) from exc
+        stopped = self.revocations.stopped(verified) if self.revocations is not None else None
+        if stopped is not None:
+            raise VerificationError("invalid_token", stopped)
+        return verified
 
     def verify(
         self,

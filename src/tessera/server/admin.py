@@ -249,6 +249,10 @@ def quarantine_agent(agent_id: str, call: Admin, body: Reason | None = None) -> 
 
 @router.post("/agents/{agent_id}/release")
 def release_agent(agent_id: str, call: Admin, body: Reason | None = None) -> dict[str, Any]:
+    """Only a person releases a quarantine, and says why (docs/continuous-verification.md)."""
+    call.runtime.agents.get(agent_id)
+    if body is None or not (body.reason or "").strip():
+        raise ValidationFailed(f"releasing agent '{agent_id}' needs a reason")
     return _transition(call, agent_id, Transition.RELEASE, body)
 
 

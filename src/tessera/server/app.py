@@ -11,7 +11,20 @@ from starlette.responses import JSONResponse, Response
 from tessera import __version__
 from tessera.config import Settings
 from tessera.runtime import Runtime
-from tessera.server import access, admin, audit, authzen, issuers, oauth, people, policies, policy_feed, tasks
+from tessera.server import (
+    access,
+    admin,
+    audit,
+    authzen,
+    issuers,
+    oauth,
+    people,
+    policies,
+    policy_feed,
+    revocation_feed,
+    tasks,
+    verification,
+)
 from tessera.server.errors import install_error_handlers
 from tessera.server.limits import BodySizeLimit, BodyTooLarge
 
@@ -58,6 +71,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(oauth.router)
     app.include_router(authzen.router)
     app.include_router(admin.router)
+    app.include_router(verification.router)
     app.include_router(audit.router)
     app.include_router(audit.public)
     app.include_router(policies.router)
@@ -68,6 +82,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(access.router)
     app.include_router(people.auth)
     app.include_router(people.router)
+    app.include_router(revocation_feed.router)
     app.add_middleware(admin.AdminGate, runtime=runtime)
     app.add_middleware(
         BodySizeLimit,

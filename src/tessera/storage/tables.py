@@ -342,3 +342,66 @@ access_grants = Table(
     Index("ix_access_grants_agent", "agent_id", "expires_at"),
     Index("ix_access_grants_kind", "kind", "expires_at"),
 )
+
+# --- continuous verification (tessera.detect, tessera.response) ------------------------------
+
+agent_risk = Table(
+    "agent_risk",
+    metadata,
+    Column("agent_id", String(64), primary_key=True),
+    Column("score", Integer, nullable=False),
+    Column("reasons", JSON, nullable=False),
+    Column("learning", Boolean, nullable=False),
+    Column("profile", JSON, nullable=True),
+    Column("updated_at", Float, nullable=False),
+)
+
+agent_responses = Table(
+    "agent_responses",
+    metadata,
+    Column("agent_id", String(64), primary_key=True),
+    Column("approvals_remaining", Integer, nullable=False),
+    Column("ttl_cap", Integer, nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("updated_at", Float, nullable=False),
+)
+
+kill_rules = Table(
+    "kill_rules",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("scope", String(16), nullable=False),
+    Column("target", String(320), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("revoked_tokens", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("released_at", Float, nullable=True),
+    Column("released_reason", Text, nullable=True),
+    Index("ix_kill_rules_active", "released_at", "scope", "target"),
+)
+
+playbooks = Table(
+    "playbooks",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("position", Integer, nullable=False),
+    Column("spec", JSON, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+playbook_firings = Table(
+    "playbook_firings",
+    metadata,
+    Column("playbook", String(100), primary_key=True),
+    Column("agent_id", String(64), primary_key=True),
+    Column("fired_at", Float, nullable=False),
+)
+
+set_receivers = Table(
+    "set_receivers",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+)

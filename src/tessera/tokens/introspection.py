@@ -61,8 +61,11 @@ class TokenValidator:
         leeway: float,
         max_bytes: int,
         max_lifetime: float,
+        stopped: Callable[[AccessToken], str | None] | None = None,
     ) -> None:
         self._issuer = issuer
+        #: The kill switch's check (``tessera.response``): a rule id if the token is stopped.
+        self.stopped = stopped
         self._clock = clock
         self._keyring = keyring
         self._revocation = revocation
@@ -96,6 +99,9 @@ class TokenValidator:
                 raise JwsError("token has been revoked")
             if not self._revocation.agent_usable(verified.client_id, now):
                 raise JwsError("the token's agent is not active")
+            rule_id = self.stopped(verified) if self.stopped is not None else None
+            if rule_id is not None:
+                raise JwsError(f"the token is stopped by kill switch '{rule_id}'")
         return verified
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, bindparam, insert, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -157,6 +157,16 @@ def check_task_open(conn: Connection, grant: TokenGrant, now: float) -> None:
         raise InvalidAuthorizationDetails(f"task '{grant.task_id[:128]}' has used its budget")
 
 
+class IssuanceGuard(Protocol):
+    """Continuous verification's say at issuance (``tessera.response.guard``)."""
+
+    def admit(self, grant: TokenGrant) -> TokenGrant:
+        """Before minting, from memory: raise to refuse, or return the grant (its ttl capped)."""
+
+    def admit_in(self, conn: Connection, grant: TokenGrant) -> None:
+        """Inside the issuing transaction: raise to refuse (the database's view of kill rules)."""
+
+
 @dataclass(frozen=True, slots=True)
 class TokenGrant:
     """What a grant decided to issue."""
@@ -241,6 +251,7 @@ class TokenIssuer:
         keyring: Callable[[], KeyRing],
         max_token_bytes: int | None = None,
         auditor: Auditor | None = None,
+        guard: IssuanceGuard | None = None,
     ) -> None:
         self._engine = engine
         self._clock = clock
@@ -251,6 +262,7 @@ class TokenIssuer:
         self._single_use = SqlSingleUseStore()
         self._commits = GroupCommit(engine)
         self._auditor = auditor
+        self._guard = guard
 
     def claim_single_use(self, single_use: SingleUse) -> None:
         """Consume a client assertion used outside the token endpoint (introspection, revocation)."""
@@ -300,6 +312,8 @@ class TokenIssuer:
 
     def issue(self, grant: TokenGrant) -> IssuedToken:
         now = self._clock.now()
+        if self._guard is not None:
+            grant = self._guard.admit(grant)
         key = self._keyring().signing_key(now)
         if key is None:
             raise ServiceUnavailable("no signing key is active; the server is starting or rotating keys")
@@ -337,6 +351,8 @@ class TokenIssuer:
             if state is None or not AgentStatus(LifecycleState(state.state), state.expires_at).usable_at(now):
                 current = "gone" if state is None else state.state
                 raise UnauthorizedClient(f"agent '{grant.agent.id}' is {current}; no tokens are issued to it")
+            if self._guard is not None:
+                self._guard.admit_in(conn, grant)
             check_parent_live(conn, grant)
             check_task_open(conn, grant, now)
             self._claim_single_uses(conn, grant)

@@ -79,6 +79,18 @@ class RevocationState:
         with self._lock:
             self._agents[agent_id] = AgentStatus(state, expires_at)
 
+    def revoked_tokens(self) -> dict[str, float]:
+        """Every revoked ``jti`` still held, with when it would have expired."""
+        return dict(self._revoked)
+
+    def unusable_agents(self, now: float) -> dict[str, str]:
+        """Agents whose tokens are dead whatever their signature: id → state (or ``expired``)."""
+        return {
+            agent_id: status.state.value if status.state is not LifecycleState.ACTIVE else "expired"
+            for agent_id, status in list(self._agents.items())
+            if not status.usable_at(now)
+        }
+
     def prune(self, now: float, leeway: float) -> None:
         with self._lock:
             self._revoked = {jti: exp for jti, exp in self._revoked.items() if exp + leeway >= now}
@@ -158,23 +170,27 @@ def revoke_tokens(
     jti: str | None = None,
     agent_id: str | None = None,
     task_id: str | None = None,
+    subject: str | None = None,
 ) -> dict[str, float]:
     """Mark live tokens revoked in the caller's transaction and publish them on the feed.
 
-    Exactly one of ``jti``, ``agent_id`` or ``task_id`` selects the tokens; every
-    token exchanged from them (``parent_jti``, transitively) is revoked with them.
-    ``jti`` may also be the id of an external subject token, which has no row of its
-    own but may have descendants. Returns ``{jti: expires_at}`` of the tokens newly revoked.
+    Exactly one of ``jti``, ``agent_id``, ``task_id`` or ``subject`` (the chain's
+    original subject, ``issued_tokens.subject``) selects the tokens; every token
+    exchanged from them (``parent_jti``, transitively) is revoked with them. ``jti``
+    may also be the id of an external subject token, which has no row of its own but
+    may have descendants. Returns ``{jti: expires_at}`` of the tokens newly revoked.
     """
-    selectors = [s for s in (jti, agent_id, task_id) if s is not None]
+    selectors = [s for s in (jti, agent_id, task_id, subject) if s is not None]
     if len(selectors) != 1:
-        raise ValueError("revoke_tokens needs exactly one of jti, agent_id, task_id")
+        raise ValueError("revoke_tokens needs exactly one of jti, agent_id, task_id, subject")
     condition = (
         issued_tokens.c.jti == jti
         if jti is not None
         else issued_tokens.c.agent_id == agent_id
         if agent_id is not None
         else issued_tokens.c.task_id == task_id
+        if task_id is not None
+        else issued_tokens.c.subject == subject
     )
     selected = conn.execute(
         select(issued_tokens.c.jti, issued_tokens.c.expires_at, issued_tokens.c.revoked_at).where(
@@ -190,8 +206,8 @@ def revoke_tokens(
     revoked.update(_descendants(conn, roots, now, cascade_reason))
     if not revoked:
         return {}
-    subject = jti or agent_id or task_id or ""
-    publish(conn, TOKENS_REVOKED, subject, {"tokens": revoked, "reason": reason[:200]}, now)
+    selector = jti or agent_id or task_id or subject or ""
+    publish(conn, TOKENS_REVOKED, selector[:200], {"tokens": revoked, "reason": reason[:200]}, now)
     return revoked
 
 

@@ -79,6 +79,8 @@ def test_each_decision_leaves_one_decision_record(runtime: Runtime) -> None:
         "resource": "Resource::doc-1",
         "errors": [],
         "network_zone": "unknown",
+        "delegation_depth": 0,
+        "beyond_task": False,
     }
 
 

@@ -1,0 +1,1 @@
+"""Continuous verification: per-agent baselines, risk scores and automated responses."""

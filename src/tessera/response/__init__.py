@@ -1,0 +1,1 @@
+"""Automated response: per-agent controls, playbooks, and the kill switch."""

@@ -1,0 +1,1 @@
+"""``tessera simulate``: labelled traffic for a fleet of agents, and how well detection caught it."""
