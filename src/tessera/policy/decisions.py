@@ -33,8 +33,8 @@ class Verification(Protocol):
 
     def consume_approval(self, agent_id: str) -> bool: ...
 
-    def stopped(self, agent_id: str, task_id: str | None) -> str | None:
-        """The id of an active kill rule that stops this agent or task, or None."""
+    def stopped(self, agent_id: str, task_id: str | None, subject: str | None = None) -> str | None:
+        """The id of an active kill rule that stops this agent, task or delegator, or None."""
 
 
 class ApprovalCheck(Protocol):
@@ -175,7 +175,11 @@ class DecisionService:
         if verification is None or request.principal.type != AGENT_TYPE:
             return decision
         agent_id = request.principal.id
-        rule_id = verification.stopped(agent_id, str(request.context.get("task_id") or "") or None)
+        delegation = request.context.get("delegation")
+        subject = delegation.get("subject") if isinstance(delegation, dict) else None
+        rule_id = verification.stopped(
+            agent_id, str(request.context.get("task_id") or "") or None, str(subject or "") or None
+        )
         if rule_id is not None:
             return replace(
                 decision, allowed=False, determining=(), errors=(f"stopped by kill switch '{rule_id}'",)

@@ -96,9 +96,10 @@ class DecisionGuard:
     def consume_approval(self, agent_id: str) -> bool:
         return self._controls.consume_approval(agent_id)
 
-    def stopped(self, agent_id: str, task_id: str | None) -> str | None:
+    def stopped(self, agent_id: str, task_id: str | None, subject: str | None = None) -> str | None:
+        """For decisions: ``subject`` is the token's chain subject (RFC 8693), else the agent."""
         rule = self._kills.blocking(
-            agent_id=agent_id, task_id=task_id, subject=agent_id, owner=self._owner_of(agent_id)
+            agent_id=agent_id, task_id=task_id, subject=subject or agent_id, owner=self._owner_of(agent_id)
         )
         return rule.id if rule else None
 

@@ -130,3 +130,26 @@ def test_kills_are_audited(runtime: Runtime) -> None:
     assert "kill.created" in types
     assert "kill.released" in types
     assert "token.revoked" in types
+
+
+def test_a_delegator_kill_denies_decisions_for_every_agent_acting_for_them(runtime: Runtime) -> None:
+    # RFC 8693 chains: a token's subject is the person acted for, its actors the agents.
+    from tessera.policy.bundle import Bundle
+    from tessera.policy.context import Delegation, TokenFacts
+    from tessera.policy.service import starter_bundle
+
+    files = {
+        "schema.cedarschema": starter_bundle().files["schema.cedarschema"],
+        "p.cedar": 'permit(principal is Agent, action == Action::"read", resource);\n',
+    }
+    runtime.policies.apply(Bundle(files), ADMIN)
+    agent = register(runtime)
+    chain = TokenFacts(delegation=Delegation(1, (agent.id,), "https://idp.example#alice"), delegation_depth=1)
+    for_alice = Question(Uid("Agent", agent.id), "read", Uid("Resource", "doc"), token=chain)
+    own = Question(Uid("Agent", agent.id), "read", Uid("Resource", "doc"))
+    assert runtime.decisions.decide([for_alice], ADMIN)[0].allowed
+    rule = runtime.kill_switch.kill("delegator", "https://idp.example#alice", "alice's account taken", ADMIN)
+    denied, unaffected = runtime.decisions.decide([for_alice, own], ADMIN)
+    assert not denied.allowed
+    assert rule.id in denied.errors[0]
+    assert unaffected.allowed
