@@ -120,5 +120,5 @@ def test_a_wrong_admin_token_is_one_line_error(sqlite_server: ServerProcess) -> 
     assert result.exit_code == 1
     assert result.output.splitlines()[-1] == (
         "error: POST /admin/v1/policies: unauthorized: "
-        "admin credential required (Authorization: Bearer <admin token>)"
+        "admin credential required (Authorization: Bearer <admin or personal token>)"
     )
