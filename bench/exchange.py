@@ -20,7 +20,6 @@ on any non-200 response. It talks only to 127.0.0.1 and stops by itself.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -32,7 +31,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from harness import LoadResult, Server, describe_machine, http_request, run_load
+from harness import LoadResult, Server, http_request, report_grant_against_baseline, run_load
 from tessera.sdk.proofs import client_assertion, generate_private_jwk, load_private_jwk
 
 SCOPE = "tickets:read"
@@ -68,17 +67,6 @@ def register(admin: httpx.Client, name: str) -> Agent:
     response = admin.post("/admin/v1/agents", json=body)
     response.raise_for_status()
     return Agent(response.json()["id"], private)
-
-
-def summary(result: LoadResult) -> dict[str, float]:
-    return {
-        "tokens_per_s": round(result.rate, 1),
-        "tokens_per_server_cpu_s": round(result.per_server_cpu, 1),
-        "p50_ms": round(result.percentile(0.5) * 1000, 2),
-        "p99_ms": round(result.percentile(0.99) * 1000, 2),
-        "ok": result.ok,
-        "errors": result.errors,
-    }
 
 
 def main() -> int:
@@ -142,28 +130,13 @@ def main() -> int:
         server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
-    report: dict[str, Any] = {
-        **describe_machine(["joserfc", "cryptography", "sqlalchemy", "uvicorn"]),
-        "clients": opts.clients,
-        "seconds_per_round": opts.seconds,
-        "rounds": opts.rounds,
-        "client_credentials": summary(best["client_credentials"]),
-        "token_exchange": summary(best["token_exchange"]),
-    }
-    report["ratio_exchange_to_client_credentials"] = round(
-        best["token_exchange"].rate / best["client_credentials"].rate, 3
+    report_grant_against_baseline(
+        best,
+        "client_credentials",
+        "token_exchange",
+        {"clients": opts.clients, "seconds_per_round": opts.seconds, "rounds": opts.rounds},
+        opts.json,
     )
-    for name in ("client_credentials", "token_exchange"):
-        figures = report[name]
-        print(
-            f"{name:<20} {figures['tokens_per_s']:>8.1f} tokens/s  "
-            f"{figures['tokens_per_server_cpu_s']:>8.1f} per server CPU-s  "
-            f"p50 {figures['p50_ms']:.2f} ms  p99 {figures['p99_ms']:.2f} ms"
-        )
-    print(f"exchange / client_credentials: {report['ratio_exchange_to_client_credentials']:.2f}x")
-    print(f"{report['machine']}; {report['python']}; commit {report['commit']}")
-    if opts.json is not None:
-        opts.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import platform
 import socket
@@ -322,3 +323,41 @@ async def answer_lifespan(
         elif message["type"] == "lifespan.shutdown":
             await send({"type": "lifespan.shutdown.complete"})
             return
+
+
+def token_summary(result: LoadResult) -> dict[str, float]:
+    """One grant's figures, as the token benchmarks report them."""
+    return {
+        "tokens_per_s": round(result.rate, 1),
+        "tokens_per_server_cpu_s": round(result.per_server_cpu, 1),
+        "p50_ms": round(result.percentile(0.5) * 1000, 2),
+        "p99_ms": round(result.percentile(0.99) * 1000, 2),
+        "ok": result.ok,
+        "errors": result.errors,
+    }
+
+
+def report_grant_against_baseline(
+    best: dict[str, LoadResult], baseline: str, grant: str, run: dict[str, Any], json_path: Path | None
+) -> dict[str, Any]:
+    """Print ``grant`` beside ``baseline`` (measured in the same run) and write the JSON report."""
+    report: dict[str, Any] = {
+        **describe_machine(["joserfc", "cryptography", "sqlalchemy", "uvicorn"]),
+        **run,
+        baseline: token_summary(best[baseline]),
+        grant: token_summary(best[grant]),
+    }
+    ratio = f"ratio_{grant}_to_{baseline}"
+    report[ratio] = round(best[grant].rate / best[baseline].rate, 3)
+    for name in (baseline, grant):
+        figures = report[name]
+        print(
+            f"{name:<20} {figures['tokens_per_s']:>8.1f} tokens/s  "
+            f"{figures['tokens_per_server_cpu_s']:>8.1f} per server CPU-s  "
+            f"p50 {figures['p50_ms']:.2f} ms  p99 {figures['p99_ms']:.2f} ms"
+        )
+    print(f"{grant} / {baseline}: {report[ratio]:.2f}x")
+    print(f"{report['machine']}; {report['python']}; commit {report['commit']}")
+    if json_path is not None:
+        json_path.write_text(json.dumps(report, indent=2) + "\n")
+    return report

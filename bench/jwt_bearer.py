@@ -37,7 +37,7 @@ import httpx
 from joserfc import jwt
 from joserfc.jwk import ECKey
 
-from harness import LoadResult, Server, describe_machine, http_request, run_load
+from harness import LoadResult, Server, http_request, report_grant_against_baseline, run_load
 from tessera.sdk.proofs import client_assertion, generate_private_jwk, load_private_jwk
 
 SCOPE = "reports:read"
@@ -104,17 +104,6 @@ def client_credentials_form(agent_id: str, private_jwk: dict[str, Any], issuer: 
         ("client_assertion_type", ASSERTION_TYPE),
         ("client_assertion", assertion),
     ]
-
-
-def summary(result: LoadResult) -> dict[str, float]:
-    return {
-        "tokens_per_s": round(result.rate, 1),
-        "tokens_per_server_cpu_s": round(result.per_server_cpu, 1),
-        "p50_ms": round(result.percentile(0.5) * 1000, 2),
-        "p99_ms": round(result.percentile(0.99) * 1000, 2),
-        "ok": result.ok,
-        "errors": result.errors,
-    }
 
 
 def main() -> int:
@@ -203,28 +192,13 @@ def main() -> int:
         workload_issuer.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
-    report: dict[str, Any] = {
-        **describe_machine(["joserfc", "cryptography", "sqlalchemy", "uvicorn"]),
-        "clients": opts.clients,
-        "seconds_per_round": opts.seconds,
-        "rounds": opts.rounds,
-        "client_credentials": summary(best["client_credentials"]),
-        "jwt_bearer": summary(best["jwt_bearer"]),
-    }
-    report["ratio_jwt_bearer_to_client_credentials"] = round(
-        best["jwt_bearer"].rate / best["client_credentials"].rate, 3
+    report_grant_against_baseline(
+        best,
+        "client_credentials",
+        "jwt_bearer",
+        {"clients": opts.clients, "seconds_per_round": opts.seconds, "rounds": opts.rounds},
+        opts.json,
     )
-    for name in ("client_credentials", "jwt_bearer"):
-        figures = report[name]
-        print(
-            f"{name:<20} {figures['tokens_per_s']:>8.1f} tokens/s  "
-            f"{figures['tokens_per_server_cpu_s']:>8.1f} per server CPU-s  "
-            f"p50 {figures['p50_ms']:.2f} ms  p99 {figures['p99_ms']:.2f} ms"
-        )
-    print(f"jwt_bearer / client_credentials: {report['ratio_jwt_bearer_to_client_credentials']:.2f}x")
-    print(f"{report['machine']}; {report['python']}; commit {report['commit']}")
-    if opts.json is not None:
-        opts.json.write_text(json.dumps(report, indent=2) + "\n")
     return 0
 
 
